@@ -113,8 +113,7 @@ impl UeventBuilder {
         }
         let show = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         for (key, value) in &self.properties {
-            if key.is_empty() || key.contains(&b'=') || bad(key) || Field::from_key(key).is_some()
-            {
+            if key.is_empty() || key.contains(&b'=') || bad(key) || Field::from_key(key).is_some() {
                 return Err(BuildError::BadKey(show(key)));
             }
             if bad(value) {

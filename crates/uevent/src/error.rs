@@ -303,7 +303,12 @@ mod tests {
 
     #[test]
     fn field_keys_round_trip() {
-        for field in [Field::Action, Field::Devpath, Field::Subsystem, Field::Seqnum] {
+        for field in [
+            Field::Action,
+            Field::Devpath,
+            Field::Subsystem,
+            Field::Seqnum,
+        ] {
             assert_eq!(Field::from_key(field.key().as_bytes()), Some(field));
         }
         assert_eq!(Field::from_key(b"MODALIAS"), None);

@@ -26,6 +26,10 @@ impl Span {
         }
     }
 
+    pub(crate) fn len(self) -> u32 {
+        self.end.saturating_sub(self.start)
+    }
+
     pub(crate) fn get(self, buf: &[u8]) -> &[u8] {
         buf.get(self.start as usize..self.end as usize)
             .unwrap_or_default()
@@ -162,10 +166,8 @@ impl Uevent {
     /// Every synthetic argument as `(name, value)`, the `SYNTH_ARG_` prefix removed, in arrival
     /// order.
     pub fn synth_args(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.properties().filter_map(|(key, value)| {
-            key.strip_prefix(SYNTH_ARG_PREFIX)
-                .map(|name| (name, value))
-        })
+        self.properties()
+            .filter_map(|(key, value)| key.strip_prefix(SYNTH_ARG_PREFIX).map(|name| (name, value)))
     }
 }
 
@@ -234,7 +236,11 @@ pub(crate) fn is_valid_devpath(devpath: &[u8]) -> bool {
 /// position kept).
 pub(crate) fn put_property(buf: &[u8], props: &mut Vec<(Span, Span)>, key: Span, value: Span) {
     let key_bytes = key.get(buf);
-    match props.iter_mut().find(|(k, _)| k.get(buf) == key_bytes) {
+    let len = key.len();
+    match props
+        .iter_mut()
+        .find(|(k, _)| k.len() == len && k.get(buf) == key_bytes)
+    {
         Some(slot) => slot.1 = value,
         None => props.push((key, value)),
     }
@@ -246,7 +252,11 @@ mod tests {
 
     #[test]
     fn devpath_validation_refuses_paths_that_escape_or_are_not_absolute() {
-        for good in [&b"/devices"[..], b"/devices/pci0000:00/0000:00:05.0", b"/a@b/c d"] {
+        for good in [
+            &b"/devices"[..],
+            b"/devices/pci0000:00/0000:00:05.0",
+            b"/a@b/c d",
+        ] {
             assert!(is_valid_devpath(good), "{good:?}");
         }
         for bad in [

@@ -50,12 +50,9 @@ impl Uevent {
             return Err(ParseError::LibudevFrame);
         }
 
-        let header_len =
-            find_nul(datagram).ok_or(ParseError::Unterminated { offset: 0 })?;
+        let header_len = find_nul(datagram).ok_or(ParseError::Unterminated { offset: 0 })?;
         let header = &datagram[..header_len];
-        let at = header
-            .iter()
-            .position(|&b| b == b'@')
+        let at = memchr::memchr(b'@', header)
             .filter(|&at| header.get(at + 1) == Some(&b'/'))
             .ok_or(ParseError::BadHeader)?;
         let (header_action, header_devpath) = (&header[..at], &header[at + 1..]);
@@ -78,15 +75,12 @@ impl Uevent {
             if fields > MAX_FIELDS {
                 return Err(ParseError::TooManyFields);
             }
-            let eq = field
-                .iter()
-                .position(|&b| b == b'=')
-                .ok_or(ParseError::MissingEquals { offset })?;
+            let eq = memchr::memchr(b'=', field).ok_or(ParseError::MissingEquals { offset })?;
             if eq == 0 {
                 return Err(ParseError::EmptyKey { offset });
             }
             let value = &field[eq + 1..];
-            let value_len = value.iter().position(|&b| b == b'\n').unwrap_or(value.len());
+            let value_len = memchr::memchr(b'\n', value).unwrap_or(value.len());
             let key_span = Span::new(offset, offset + eq);
             let value_span = Span::new(offset + eq + 1, offset + eq + 1 + value_len);
             match Field::from_key(&field[..eq]) {
@@ -135,7 +129,7 @@ impl Uevent {
 }
 
 fn find_nul(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == 0)
+    memchr::memchr(0, bytes)
 }
 
 /// A non-zero decimal u64: digits only, no sign, no overflow.
@@ -169,7 +163,14 @@ mod tests {
         );
         assert_eq!(parse_seqnum(b"0"), Err(ParseError::ZeroSeqnum));
         assert_eq!(parse_seqnum(b"000"), Err(ParseError::ZeroSeqnum));
-        for bad in [&b""[..], b"18446744073709551616", b"+5", b"-5", b"5 ", b"0x5"] {
+        for bad in [
+            &b""[..],
+            b"18446744073709551616",
+            b"+5",
+            b"-5",
+            b"5 ",
+            b"0x5",
+        ] {
             assert_eq!(parse_seqnum(bad), Err(ParseError::InvalidSeqnum), "{bad:?}");
         }
     }

@@ -28,9 +28,7 @@ impl Uevent {
     /// ```
     pub fn parse_sysfs(devpath: &[u8], content: &[u8]) -> Result<Uevent, SysfsError> {
         if content.len() > MAX_LEN {
-            return Err(SysfsError::Oversize {
-                len: content.len(),
-            });
+            return Err(SysfsError::Oversize { len: content.len() });
         }
         if devpath.len() > MAX_LEN || !is_valid_devpath(devpath) {
             return Err(SysfsError::BadDevpath);
