@@ -1,5 +1,94 @@
-//! The uevent listener actor: a `NETLINK_KOBJECT_UEVENT` socket bound to group 1 that accepts
-//! only datagrams from the kernel, parses them into [`uevent::Uevent`]s, survives receive-buffer
-//! overruns by asking for a resynchronisation, and fans events out to subscribers.
+//! The uevent listener: a `NETLINK_KOBJECT_UEVENT` socket that accepts only what the kernel
+//! sent, parses it into [`uevent::Uevent`]s and fans them out to subscribers, without ever
+//! losing an event silently.
 //!
-//! Status: not implemented yet (issue #4). The crate exports nothing so far.
+//! - **Socket** ([`UeventSocket`]): bound to group 1 with a kernel-chosen port id, close-on-exec,
+//!   non-blocking, `SO_PASSCRED`, receive buffer set with `SO_RCVBUFFORCE` (falling back to
+//!   `SO_RCVBUF`) and read back.
+//! - **Trust** ([`trust`]): a datagram is dropped, and counted by [`DropReason`], when it was
+//!   truncated, is unicast, came from a non-zero port or another group, has no
+//!   `SCM_CREDENTIALS`, or carries a uid that is neither 0 nor unmapped in our user namespace;
+//!   then when it does not parse. A warning is logged at start when we are not in the init
+//!   network namespace.
+//! - **Overrun**: `ENOBUFS` (or `POLLERR`) never stops the reader: it empties the queue, counts
+//!   the overrun, and publishes [`Notification::Resync`] to every subscriber.
+//! - **Fan-out** ([`Subscription`]): each subscriber gets every accepted event that passes its
+//!   [`Filter`], as a [`Delivery`] in its ractor mailbox, in batches of what one pass over the
+//!   socket read ([`MAX_BATCH`] at most). A subscriber has a bounded number of
+//!   events in flight; one that falls behind gets a `Resync` instead of silent loss, and never
+//!   slows the socket or the other subscribers.
+//! - **Actor** ([`Listener`]): binds in `pre_start`, so a started listener is listening; fails
+//!   when the socket fails, for its supervisor to restart it. [`ListenerMsg::Stats`] returns the
+//!   counters.
+//!
+//! ```no_run
+//! use listener::{Listener, ListenerConfig, ListenerMsg, Notification, Subscription};
+//! use ractor::{Actor, ActorProcessingErr, ActorRef};
+//!
+//! struct Printer;
+//! impl Actor for Printer {
+//!     type Msg = Notification;
+//!     type State = ();
+//!     type Arguments = ();
+//!     async fn pre_start(&self, _: ActorRef<Notification>, _: ()) -> Result<(), ActorProcessingErr> {
+//!         Ok(())
+//!     }
+//!     async fn handle(&self, _: ActorRef<Notification>, msg: Notification, _: &mut ()) -> Result<(), ActorProcessingErr> {
+//!         match msg {
+//!             Notification::Uevents(batch) => {
+//!                 for event in batch {
+//!                     println!("{:?}", *event);
+//!                 }
+//!             }
+//!             Notification::Resync(reason) => println!("resync: {reason:?}"),
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let (listener, _) = Actor::spawn(None, Listener, ListenerConfig::default()).await?;
+//! let (printer, _) = Actor::spawn(None, Printer, ()).await?;
+//! let id = ractor::call!(listener, ListenerMsg::Subscribe, Subscription::to_actor(printer))?;
+//! # let _ = id; Ok(()) }
+//! ```
+//!
+//! # Performance
+//!
+//! `cargo bench -p listener --bench fanout` (no root: in-memory datagrams with the kernel's
+//! envelope through the same [`Pipeline`] the reader drives, to two ractor subscribers).
+//! Measured on the build machine (2 shared cores, other builds running) on 2026-11-26:
+//!
+//! | what | figure |
+//! |---|---|
+//! | check → parse → fan-out to 2 ractor subscribers, until both handled 100,000 events | median 1.12 M events/s, best 1.29 M events/s (5 rounds) |
+//! | the reader thread's share alone (subscribers drop at once) | median 1.57 M events/s |
+//! | resident memory held by 100,000 events in flight to 2 subscribers | 54.5 MiB, 570 bytes per event |
+//!
+//! Without batching (one mailbox message per event and subscriber) the same bench gave
+//! 0.38–0.42 M events/s: ractor's per-message cost, not parsing, was the limit.
+//!
+//! # Dependencies
+//!
+//! `nix` for the socket calls (`recvmsg` with `SCM_CREDENTIALS`, `poll`, `pipe2`): rustix loses
+//! the kernel's pid-0 credentials, and netlink-sys has no `recvmsg`, so it is not used.
+//! `tokio` for the per-subscriber semaphores, `ractor` for the actor, `tracing`, `thiserror`.
+
+mod actor;
+mod fanout;
+mod pipeline;
+mod reader;
+mod socket;
+mod stats;
+pub mod trust;
+
+pub use actor::{
+    DEFAULT_RECEIVE_BUFFER, Listener, ListenerConfig, ListenerMsg, ListenerState, ListenerStats,
+};
+pub use fanout::{
+    DEFAULT_CAPACITY, Delivery, Filter, MAX_BATCH, Notification, ResyncReason, SubscriberCounts,
+    Subscription, SubscriptionId,
+};
+pub use pipeline::Pipeline;
+pub use socket::{KERNEL_GROUP, Received, SocketError, UeventSocket, credentials_space};
+pub use stats::{Counts, DropReason};

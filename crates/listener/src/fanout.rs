@@ -1,0 +1,448 @@
+//! Subscriptions and the fan-out of accepted events.
+//!
+//! Events are sent in batches: everything the reader took from the socket in one pass (at most
+//! [`MAX_BATCH`] events) goes to a subscriber as one [`Notification::Uevents`], so a burst costs
+//! one mailbox message per batch rather than per event, while a lone event goes out at once.
+//!
+//! Each subscriber has a bounded number of events in flight: every [`Delivery`] holds a permit
+//! of its subscriber's semaphore and returns it when dropped, i.e. once the subscriber has
+//! handled it. When a subscriber has no permit left, the listener does not wait (that would
+//! stall the socket): it drops events for that subscriber, counts them, and sends it one
+//! [`Notification::Resync`], which arrives after everything already delivered. Deliveries
+//! resume once the subscriber has caught up.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ractor::{ActorRef, Message};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uevent::{Action, Uevent};
+
+/// What a subscriber receives.
+#[derive(Debug)]
+pub enum Notification {
+    /// Accepted events that passed the subscriber's filter, in the order the kernel sent them
+    /// (never empty).
+    Uevents(Vec<Delivery>),
+    /// Events may have been lost (for this subscriber or for everyone): re-synchronise from
+    /// sysfs.
+    Resync(ResyncReason),
+}
+
+/// Why a [`Notification::Resync`] was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResyncReason {
+    /// The socket's receive buffer overran: the kernel dropped events for everyone.
+    Overrun,
+    /// This subscriber fell behind by more than its capacity; events were dropped for it.
+    SubscriberOverflow,
+}
+
+/// One event on its way to one subscriber. Dereferences to the [`Uevent`]; the subscriber's
+/// in-flight slot is released when this value is dropped, so hold it only while handling it.
+#[derive(Debug)]
+pub struct Delivery {
+    event: Arc<Uevent>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Delivery {
+    /// The shared event (cheap to clone, outlives the delivery's slot).
+    pub fn event(&self) -> &Arc<Uevent> {
+        &self.event
+    }
+}
+
+impl Deref for Delivery {
+    type Target = Uevent;
+
+    fn deref(&self) -> &Uevent {
+        &self.event
+    }
+}
+
+/// Which events a subscriber wants. Resyncs are always delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only these subsystems; `None` for all.
+    pub subsystems: Option<Vec<Vec<u8>>>,
+    /// Only these actions; `None` for all.
+    pub actions: Option<Vec<Action>>,
+}
+
+impl Filter {
+    /// Every event.
+    pub fn all() -> Filter {
+        Filter::default()
+    }
+
+    /// Only events with one of `actions`.
+    pub fn actions(actions: impl IntoIterator<Item = Action>) -> Filter {
+        Filter {
+            actions: Some(actions.into_iter().collect()),
+            ..Filter::default()
+        }
+    }
+
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &Uevent) -> bool {
+        let action_ok = self
+            .actions
+            .as_ref()
+            .is_none_or(|actions| actions.contains(&event.action()));
+        let subsystem_ok = self.subsystems.as_ref().is_none_or(|subsystems| {
+            event
+                .subsystem()
+                .is_some_and(|s| subsystems.iter().any(|x| x.as_slice() == s))
+        });
+        action_ok && subsystem_ok
+    }
+}
+
+type Sink = Box<dyn Fn(Notification) -> bool + Send + Sync>;
+
+/// A request to receive events: where to send them, which ones, and how many may be in flight.
+pub struct Subscription {
+    sink: Sink,
+    filter: Filter,
+    capacity: usize,
+}
+
+/// The most events in one [`Notification::Uevents`].
+pub const MAX_BATCH: usize = 128;
+
+/// The default number of events in flight per subscriber.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+impl Subscription {
+    /// Events go to `actor`, whose message type is built from a [`Notification`].
+    pub fn to_actor<M>(actor: ActorRef<M>) -> Subscription
+    where
+        M: Message + From<Notification>,
+    {
+        Subscription::to_fn(move |n| actor.send_message(M::from(n)).is_ok())
+    }
+
+    /// Events go to `send`, which returns `false` once the receiver is gone (the subscription
+    /// is then removed). `send` must not block.
+    pub fn to_fn(send: impl Fn(Notification) -> bool + Send + Sync + 'static) -> Subscription {
+        Subscription {
+            sink: Box::new(send),
+            filter: Filter::all(),
+            capacity: DEFAULT_CAPACITY,
+        }
+    }
+
+    /// Only events that pass `filter`.
+    pub fn filter(mut self, filter: Filter) -> Subscription {
+        self.filter = filter;
+        self
+    }
+
+    /// At most `capacity` events in flight (at least 1).
+    pub fn capacity(mut self, capacity: usize) -> Subscription {
+        self.capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        self
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("filter", &self.filter)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Identifies a subscription, to end it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub u64);
+
+/// Counters of one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriberCounts {
+    /// The subscription.
+    pub id: SubscriptionId,
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events dropped because the subscriber was full.
+    pub dropped: u64,
+    /// Resyncs sent because the subscriber was full.
+    pub overflows: u64,
+}
+
+struct Subscriber {
+    id: SubscriptionId,
+    sub: Subscription,
+    slots: Arc<Semaphore>,
+    /// Full since the last delivery: a resync is on its way; drop until there is room.
+    overflowed: bool,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    overflows: AtomicU64,
+}
+
+impl Subscriber {
+    /// Sends the events of `events` that pass the filter; `false` once the receiver is gone.
+    fn offer(&mut self, events: &[Arc<Uevent>]) -> bool {
+        let mut batch = Vec::new();
+        for event in events.iter().filter(|e| self.sub.filter.matches(e)) {
+            match Arc::clone(&self.slots).try_acquire_owned() {
+                Ok(permit) => {
+                    self.overflowed = false;
+                    batch.push(Delivery {
+                        event: Arc::clone(event),
+                        _permit: permit,
+                    });
+                }
+                Err(_) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    if self.overflowed {
+                        continue;
+                    }
+                    self.overflowed = true;
+                    self.overflows.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        subscription = self.id.0,
+                        "subscriber fell behind; dropping its events and sending it a resync"
+                    );
+                    // What was accepted before the overflow goes first, then the resync.
+                    if !self.send_batch(&mut batch)
+                        || !(self.sub.sink)(Notification::Resync(ResyncReason::SubscriberOverflow))
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.send_batch(&mut batch)
+    }
+
+    fn send_batch(&self, batch: &mut Vec<Delivery>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        self.delivered
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        (self.sub.sink)(Notification::Uevents(std::mem::take(batch)))
+    }
+}
+
+/// Every subscriber, and the fan-out to them.
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    next_id: u64,
+    list: Vec<Subscriber>,
+}
+
+impl Subscribers {
+    pub(crate) fn add(&mut self, sub: Subscription) -> SubscriptionId {
+        self.next_id += 1;
+        let id = SubscriptionId(self.next_id);
+        self.list.push(Subscriber {
+            id,
+            slots: Arc::new(Semaphore::new(sub.capacity)),
+            sub,
+            overflowed: false,
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+        });
+        id
+    }
+
+    pub(crate) fn remove(&mut self, id: SubscriptionId) -> bool {
+        let before = self.list.len();
+        self.list.retain(|s| s.id != id);
+        self.list.len() != before
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Offers `events` (in order) to every subscriber whose filter they pass, as one batch per
+    /// subscriber; removes subscribers whose receiver is gone.
+    pub(crate) fn deliver(&mut self, events: &[Arc<Uevent>]) {
+        self.list.retain_mut(|s| s.offer(events));
+    }
+    /// Sends a resync to every subscriber (except those already owed one).
+    pub(crate) fn resync_all(&mut self, reason: ResyncReason) {
+        self.list
+            .retain(|s| s.overflowed || (s.sub.sink)(Notification::Resync(reason)));
+    }
+
+    pub(crate) fn counts(&self) -> Vec<SubscriberCounts> {
+        self.list
+            .iter()
+            .map(|s| SubscriberCounts {
+                id: s.id,
+                delivered: s.delivered.load(Ordering::Relaxed),
+                dropped: s.dropped.load(Ordering::Relaxed),
+                overflows: s.overflows.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn event(action: Action, subsystem: &str, seqnum: u64) -> Arc<Uevent> {
+        Arc::new(
+            Uevent::builder(action, "/devices/x")
+                .subsystem(subsystem)
+                .seqnum(seqnum)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    type Inbox = Arc<Mutex<Vec<Notification>>>;
+
+    fn recording(capacity: usize, filter: Filter) -> (Subscription, Inbox) {
+        let inbox: Inbox = Arc::default();
+        let sink = Arc::clone(&inbox);
+        let sub = Subscription::to_fn(move |n| {
+            sink.lock().unwrap().push(n);
+            true
+        })
+        .capacity(capacity)
+        .filter(filter);
+        (sub, inbox)
+    }
+
+    /// What the subscriber got, flattened: `Some(seqnum)` per event, `None` per resync.
+    fn seqnums(inbox: &Inbox) -> Vec<Option<u64>> {
+        inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|n| match n {
+                Notification::Uevents(batch) => {
+                    batch.iter().map(|d| d.seqnum().map(|s| s.get())).collect()
+                }
+                Notification::Resync(_) => vec![None],
+            })
+            .collect()
+    }
+
+    /// Delivers each event in a batch of its own.
+    fn one_by_one(subs: &mut Subscribers, events: impl IntoIterator<Item = Arc<Uevent>>) {
+        for event in events {
+            subs.deliver(&[event]);
+        }
+    }
+
+    #[test]
+    fn filters_select_by_action_and_subsystem() {
+        let filter = Filter {
+            subsystems: Some(vec![b"usb".to_vec()]),
+            actions: Some(vec![Action::Add]),
+        };
+        assert!(filter.matches(&event(Action::Add, "usb", 1)));
+        assert!(!filter.matches(&event(Action::Remove, "usb", 1)));
+        assert!(!filter.matches(&event(Action::Add, "pci", 1)));
+        assert!(Filter::all().matches(&event(Action::Remove, "pci", 1)));
+    }
+
+    #[test]
+    fn a_full_subscriber_gets_one_resync_then_resumes_after_draining() {
+        let mut subs = Subscribers::default();
+        let (sub, inbox) = recording(2, Filter::all());
+        let id = subs.add(sub);
+        one_by_one(&mut subs, (1..=5).map(|n| event(Action::Add, "pci", n)));
+        // Two fit, the third overflows (one resync), the rest are dropped silently.
+        assert_eq!(seqnums(&inbox), [Some(1), Some(2), None]);
+        let counts = subs.counts()[0];
+        assert_eq!(
+            (
+                counts.id,
+                counts.delivered,
+                counts.dropped,
+                counts.overflows
+            ),
+            (id, 2, 3, 1)
+        );
+        // The subscriber handles (drops) what it got; deliveries resume.
+        inbox.lock().unwrap().clear();
+        subs.deliver(&[event(Action::Add, "pci", 6)]);
+        assert_eq!(seqnums(&inbox), [Some(6)]);
+    }
+
+    #[test]
+    fn a_slow_subscriber_does_not_hold_back_a_fast_one() {
+        let mut subs = Subscribers::default();
+        let (slow, slow_inbox) = recording(1, Filter::all());
+        let (fast, fast_inbox) = recording(100, Filter::all());
+        subs.add(slow);
+        subs.add(fast);
+        one_by_one(&mut subs, (1..=10).map(|n| event(Action::Add, "pci", n)));
+        assert_eq!(seqnums(&fast_inbox).len(), 10);
+        assert_eq!(seqnums(&slow_inbox), [Some(1), None]);
+    }
+
+    #[test]
+    fn a_batch_goes_out_as_one_message_and_an_overflow_splits_it_before_the_resync() {
+        let mut subs = Subscribers::default();
+        let (sub, inbox) = recording(3, Filter::actions([Action::Add]));
+        subs.add(sub);
+        let batch: Vec<_> = (1..=6)
+            .map(|n| event(if n == 2 { Action::Remove } else { Action::Add }, "pci", n))
+            .collect();
+        subs.deliver(&batch);
+        // Event 2 is filtered out; 1, 3, 4 fit; 5 overflows; 6 is dropped.
+        assert_eq!(seqnums(&inbox), [Some(1), Some(3), Some(4), None]);
+        let shapes: Vec<usize> = inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| match n {
+                Notification::Uevents(batch) => batch.len(),
+                Notification::Resync(_) => 0,
+            })
+            .collect();
+        assert_eq!(shapes, [3, 0], "one batch of three, then the resync");
+    }
+
+    #[test]
+    fn gone_receivers_are_removed() {
+        let mut subs = Subscribers::default();
+        subs.add(Subscription::to_fn(|_| false));
+        let (alive, _inbox) = recording(10, Filter::all());
+        subs.add(alive);
+        subs.deliver(&[event(Action::Add, "pci", 1)]);
+        assert_eq!(subs.len(), 1);
+        subs.add(Subscription::to_fn(|_| false));
+        subs.resync_all(ResyncReason::Overrun);
+        assert_eq!(subs.len(), 1);
+    }
+
+    #[test]
+    fn resync_all_skips_subscribers_already_owed_a_resync() {
+        let mut subs = Subscribers::default();
+        let (sub, inbox) = recording(1, Filter::actions([Action::Add]));
+        let id = subs.add(sub);
+        subs.deliver(&[event(Action::Add, "pci", 1)]);
+        subs.deliver(&[event(Action::Add, "pci", 2)]); // overflow: resync sent
+        subs.resync_all(ResyncReason::Overrun); // not sent twice
+        let reasons: Vec<_> = inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|n| match n {
+                Notification::Resync(r) => Some(*r),
+                Notification::Uevents(_) => None,
+            })
+            .collect();
+        assert_eq!(reasons, [ResyncReason::SubscriberOverflow]);
+        assert!(subs.remove(id));
+        assert!(!subs.remove(id));
+    }
+}
