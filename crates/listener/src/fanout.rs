@@ -13,7 +13,8 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ractor::{ActorRef, Message};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -178,7 +179,9 @@ struct Subscriber {
     sub: Subscription,
     slots: Arc<Semaphore>,
     /// Full since the last delivery: a resync is on its way; drop until there is room.
-    overflowed: bool,
+    overflowed: AtomicBool,
+    /// The receiver is gone; the subscriber is removed at the next change of the list.
+    gone: AtomicBool,
     delivered: AtomicU64,
     dropped: AtomicU64,
     overflows: AtomicU64,
@@ -186,12 +189,12 @@ struct Subscriber {
 
 impl Subscriber {
     /// Sends the events of `events` that pass the filter; `false` once the receiver is gone.
-    fn offer(&mut self, events: &[Arc<Uevent>]) -> bool {
+    fn offer(&self, events: &[Arc<Uevent>]) -> bool {
         let mut batch = Vec::new();
         for event in events.iter().filter(|e| self.sub.filter.matches(e)) {
             match Arc::clone(&self.slots).try_acquire_owned() {
                 Ok(permit) => {
-                    self.overflowed = false;
+                    self.overflowed.store(false, Ordering::Relaxed);
                     batch.push(Delivery {
                         event: Arc::clone(event),
                         _permit: permit,
@@ -199,10 +202,9 @@ impl Subscriber {
                 }
                 Err(_) => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
-                    if self.overflowed {
+                    if self.overflowed.swap(true, Ordering::Relaxed) {
                         continue;
                     }
-                    self.overflowed = true;
                     self.overflows.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
                         subscription = self.id.0,
@@ -228,55 +230,100 @@ impl Subscriber {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         (self.sub.sink)(Notification::Uevents(std::mem::take(batch)))
     }
+
+    fn resync(&self, reason: ResyncReason) -> bool {
+        // A subscriber that overflowed is already owed a resync.
+        self.overflowed.load(Ordering::Relaxed) || (self.sub.sink)(Notification::Resync(reason))
+    }
 }
 
-/// Every subscriber, and the fan-out to them.
+type List = Arc<Vec<Arc<Subscriber>>>;
+
+/// Every subscriber, and the fan-out to them. The list is copied on change, so fan-out works on
+/// a snapshot without holding the lock: subscribing, unsubscribing and reading counters never
+/// wait for a delivery, even to a subscriber that misbehaves and blocks.
 #[derive(Default)]
 pub(crate) struct Subscribers {
-    next_id: u64,
-    list: Vec<Subscriber>,
+    next_id: AtomicU64,
+    list: Mutex<List>,
 }
 
 impl Subscribers {
-    pub(crate) fn add(&mut self, sub: Subscription) -> SubscriptionId {
-        self.next_id += 1;
-        let id = SubscriptionId(self.next_id);
-        self.list.push(Subscriber {
+    fn lock(&self) -> MutexGuard<'_, List> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn snapshot(&self) -> List {
+        Arc::clone(&self.lock())
+    }
+
+    /// Replaces the list with the subscribers of the current one that `keep` keeps, plus `add`.
+    fn update(&self, keep: impl Fn(&Subscriber) -> bool, add: Option<Subscriber>) {
+        let mut list = self.lock();
+        let mut next: Vec<Arc<Subscriber>> = list
+            .iter()
+            .filter(|s| !s.gone.load(Ordering::Relaxed) && keep(s))
+            .cloned()
+            .collect();
+        next.extend(add.map(Arc::new));
+        *list = Arc::new(next);
+    }
+
+    pub(crate) fn add(&self, sub: Subscription) -> SubscriptionId {
+        let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let subscriber = Subscriber {
             id,
             slots: Arc::new(Semaphore::new(sub.capacity)),
             sub,
-            overflowed: false,
+            overflowed: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
-        });
+        };
+        self.update(|_| true, Some(subscriber));
         id
     }
 
-    pub(crate) fn remove(&mut self, id: SubscriptionId) -> bool {
-        let before = self.list.len();
-        self.list.retain(|s| s.id != id);
-        self.list.len() != before
+    pub(crate) fn remove(&self, id: SubscriptionId) -> bool {
+        let found = self.snapshot().iter().any(|s| s.id == id);
+        self.update(|s| s.id != id, None);
+        found
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.list.len()
+        self.snapshot().len()
+    }
+
+    /// Calls `send` for every live subscriber of a snapshot; removes those whose receiver is
+    /// gone.
+    fn each(&self, send: impl Fn(&Subscriber) -> bool) {
+        let mut any_gone = false;
+        for s in self.snapshot().iter() {
+            if !s.gone.load(Ordering::Relaxed) && !send(s) {
+                s.gone.store(true, Ordering::Relaxed);
+                any_gone = true;
+            }
+        }
+        if any_gone {
+            self.update(|_| true, None);
+        }
     }
 
     /// Offers `events` (in order) to every subscriber whose filter they pass, as one batch per
     /// subscriber; removes subscribers whose receiver is gone.
-    pub(crate) fn deliver(&mut self, events: &[Arc<Uevent>]) {
-        self.list.retain_mut(|s| s.offer(events));
+    pub(crate) fn deliver(&self, events: &[Arc<Uevent>]) {
+        self.each(|s| s.offer(events));
     }
+
     /// Sends a resync to every subscriber (except those already owed one).
-    pub(crate) fn resync_all(&mut self, reason: ResyncReason) {
-        self.list
-            .retain(|s| s.overflowed || (s.sub.sink)(Notification::Resync(reason)));
+    pub(crate) fn resync_all(&self, reason: ResyncReason) {
+        self.each(|s| s.resync(reason));
     }
 
     pub(crate) fn counts(&self) -> Vec<SubscriberCounts> {
-        self.list
+        self.snapshot()
             .iter()
             .map(|s| SubscriberCounts {
                 id: s.id,
@@ -334,7 +381,7 @@ mod tests {
     }
 
     /// Delivers each event in a batch of its own.
-    fn one_by_one(subs: &mut Subscribers, events: impl IntoIterator<Item = Arc<Uevent>>) {
+    fn one_by_one(subs: &Subscribers, events: impl IntoIterator<Item = Arc<Uevent>>) {
         for event in events {
             subs.deliver(&[event]);
         }
@@ -354,10 +401,10 @@ mod tests {
 
     #[test]
     fn a_full_subscriber_gets_one_resync_then_resumes_after_draining() {
-        let mut subs = Subscribers::default();
+        let subs = Subscribers::default();
         let (sub, inbox) = recording(2, Filter::all());
         let id = subs.add(sub);
-        one_by_one(&mut subs, (1..=5).map(|n| event(Action::Add, "pci", n)));
+        one_by_one(&subs, (1..=5).map(|n| event(Action::Add, "pci", n)));
         // Two fit, the third overflows (one resync), the rest are dropped silently.
         assert_eq!(seqnums(&inbox), [Some(1), Some(2), None]);
         let counts = subs.counts()[0];
@@ -378,19 +425,19 @@ mod tests {
 
     #[test]
     fn a_slow_subscriber_does_not_hold_back_a_fast_one() {
-        let mut subs = Subscribers::default();
+        let subs = Subscribers::default();
         let (slow, slow_inbox) = recording(1, Filter::all());
         let (fast, fast_inbox) = recording(100, Filter::all());
         subs.add(slow);
         subs.add(fast);
-        one_by_one(&mut subs, (1..=10).map(|n| event(Action::Add, "pci", n)));
+        one_by_one(&subs, (1..=10).map(|n| event(Action::Add, "pci", n)));
         assert_eq!(seqnums(&fast_inbox).len(), 10);
         assert_eq!(seqnums(&slow_inbox), [Some(1), None]);
     }
 
     #[test]
     fn a_batch_goes_out_as_one_message_and_an_overflow_splits_it_before_the_resync() {
-        let mut subs = Subscribers::default();
+        let subs = Subscribers::default();
         let (sub, inbox) = recording(3, Filter::actions([Action::Add]));
         subs.add(sub);
         let batch: Vec<_> = (1..=6)
@@ -413,7 +460,7 @@ mod tests {
 
     #[test]
     fn gone_receivers_are_removed() {
-        let mut subs = Subscribers::default();
+        let subs = Subscribers::default();
         subs.add(Subscription::to_fn(|_| false));
         let (alive, _inbox) = recording(10, Filter::all());
         subs.add(alive);
@@ -426,7 +473,7 @@ mod tests {
 
     #[test]
     fn resync_all_skips_subscribers_already_owed_a_resync() {
-        let mut subs = Subscribers::default();
+        let subs = Subscribers::default();
         let (sub, inbox) = recording(1, Filter::actions([Action::Add]));
         let id = subs.add(sub);
         subs.deliver(&[event(Action::Add, "pci", 1)]);

@@ -80,6 +80,8 @@ mod pipeline;
 mod reader;
 mod socket;
 mod stats;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod trust;
 
 pub use actor::{

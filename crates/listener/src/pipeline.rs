@@ -1,6 +1,6 @@
 //! The core of the listener, independent of the socket: check → parse → count → fan out.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use uevent::Uevent;
 
@@ -14,7 +14,7 @@ use crate::trust::{self, Envelope, UidPolicy};
 pub struct Pipeline {
     uids: UidPolicy,
     counters: Counters,
-    subscribers: Mutex<Subscribers>,
+    subscribers: Subscribers,
 }
 
 impl Pipeline {
@@ -23,24 +23,18 @@ impl Pipeline {
         Pipeline {
             uids,
             counters: Counters::default(),
-            subscribers: Mutex::default(),
+            subscribers: Subscribers::default(),
         }
-    }
-
-    fn subscribers(&self) -> MutexGuard<'_, Subscribers> {
-        self.subscribers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds a subscriber.
     pub fn subscribe(&self, subscription: Subscription) -> SubscriptionId {
-        self.subscribers().add(subscription)
+        self.subscribers.add(subscription)
     }
 
     /// Removes a subscriber; `false` if it was not there.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.subscribers().remove(id)
+        self.subscribers.remove(id)
     }
 
     /// Checks and parses one datagram: `None` (counted by reason) unless the envelope is the
@@ -68,7 +62,7 @@ impl Pipeline {
     /// Offers accepted events, in order, to every subscriber (one message per subscriber).
     pub fn deliver(&self, events: &[Arc<Uevent>]) {
         if !events.is_empty() {
-            self.subscribers().deliver(events);
+            self.subscribers.deliver(events);
         }
     }
 
@@ -98,7 +92,7 @@ impl Pipeline {
     pub fn resync(&self, reason: ResyncReason) {
         self.counters.resync();
         tracing::warn!(?reason, "publishing a resync to every subscriber");
-        self.subscribers().resync_all(reason);
+        self.subscribers.resync_all(reason);
     }
 
     /// The counters so far.
@@ -108,7 +102,7 @@ impl Pipeline {
 
     /// Each subscriber's counters.
     pub fn subscriber_counts(&self) -> Vec<SubscriberCounts> {
-        self.subscribers().counts()
+        self.subscribers.counts()
     }
 }
 

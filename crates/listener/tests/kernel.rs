@@ -5,7 +5,8 @@ mod common;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use common::{can_run, trigger_add, uuid, wait_for_uuid};
+use common::{trigger_add, uuid, wait_for_uuid};
+use listener::testing::{host_test as can_run, stalling_subscription};
 use listener::{
     DropReason, Listener, ListenerConfig, ListenerMsg, ListenerStats, Notification, ResyncReason,
     Subscription,
@@ -213,29 +214,21 @@ async fn a_forced_overrun_is_reported_resynced_and_survived() {
     // A subscriber that breaks the contract (its sink blocks) until the test releases it: it
     // holds the reader thread, so the kernel's queue for our socket fills up for real.
     let (tx, mut rx) = unbounded_channel();
-    let (release, gate) = std::sync::mpsc::channel::<()>();
-    let gate = std::sync::Mutex::new(Some(gate));
-    let (stalled_tx, stalled) = std::sync::mpsc::channel::<()>();
-    let sub = Subscription::to_fn(move |n| {
-        if let Some(gate) = gate.lock().unwrap().take() {
-            let _ = stalled_tx.send(());
-            let _ = gate.recv();
-        }
-        tx.send(n).is_ok()
-    })
-    .capacity(1 << 20);
-    call!(listener, ListenerMsg::Subscribe, sub).unwrap();
+    let (sub, stall) = stalling_subscription(move |n| tx.send(n).is_ok());
+    call!(listener, ListenerMsg::Subscribe, sub.capacity(1 << 20)).unwrap();
 
     trigger_add(&uuid());
     tokio::task::spawn_blocking(move || {
-        stalled
-            .recv()
-            .expect("the reader reached the stalling subscriber");
+        assert!(
+            stall.wait_stalled(),
+            "the reader reached the stalling subscriber"
+        );
         burst(4, 1000);
-        release.send(()).expect("release the reader");
+        stall.release();
     })
     .await
     .unwrap();
+
     // The overrun is reported to subscribers once the queue has been emptied.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
