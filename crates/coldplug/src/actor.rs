@@ -1,0 +1,347 @@
+//! The coldplug actor: replays every device once the listener is up, knows when the replay has
+//! settled, and replays devices with a `modalias` again whenever events may have been lost.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use listener::{Filter, ListenerMsg, Notification, Subscription, SubscriptionId};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, call};
+use uevent::Action;
+
+use crate::pass::{Pass, PassKind, PassReport, TimeoutAction};
+use crate::uuid::UuidSource;
+use crate::walk::{self, Select};
+
+/// How writes are paced against the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// A window derived from the listener's effective receive buffer: one write in flight per
+    /// 4 KiB (about five times what a uevent costs the socket), between 4 and 1024.
+    Auto,
+    /// At most this many writes unanswered.
+    Window(usize),
+    /// No pacing: write everything at once (for comparison; can overrun the listener).
+    Off,
+}
+
+/// Coldplug settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColdplugConfig {
+    /// The sysfs mount (default `/sys`); devices are found under `<sysfs>/devices`.
+    pub sysfs: PathBuf,
+    /// How long without any answer before the unanswered devices are re-triggered, and after
+    /// that before the pass gives up on them (default 10 s).
+    pub settle_timeout: Duration,
+    /// Write pacing (default [`Pacing::Auto`]).
+    pub pacing: Pacing,
+    /// Where the random part of our UUIDs comes from (default
+    /// `/proc/sys/kernel/random/uuid`).
+    pub random_uuid: PathBuf,
+}
+
+impl Default for ColdplugConfig {
+    fn default() -> Self {
+        ColdplugConfig {
+            sysfs: "/sys".into(),
+            settle_timeout: Duration::from_secs(10),
+            pacing: Pacing::Auto,
+            random_uuid: "/proc/sys/kernel/random/uuid".into(),
+        }
+    }
+}
+
+/// Called once, when the first (coldplug) pass has settled or given up; e.g. to signal Done to
+/// a supervisor.
+pub type OnSettled = Box<dyn FnOnce(&PassReport) + Send + Sync>;
+
+/// What the coldplug actor is started with.
+pub struct ColdplugArgs {
+    /// Settings.
+    pub config: ColdplugConfig,
+    /// The listener to subscribe to (it must be running: its socket is bound before any
+    /// write, rule R15).
+    pub listener: ActorRef<ListenerMsg>,
+    /// Called when the coldplug pass ends.
+    pub on_settled: Option<OnSettled>,
+}
+
+impl std::fmt::Debug for ColdplugArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdplugArgs")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Messages the coldplug actor handles.
+#[derive(Debug)]
+pub enum ColdplugMsg {
+    /// From the listener: events (answers are picked out by `SYNTH_UUID`) and resyncs.
+    Listener(Notification),
+    /// Replay the devices with a `modalias` (after the current pass, if one runs).
+    Resync,
+    /// Reply with the coldplug pass's report once it has ended.
+    WaitSettled(RpcReplyPort<PassReport>),
+    /// Reply with the report of the last pass that ended, if any.
+    LastReport(RpcReplyPort<Option<PassReport>>),
+    /// Timer: check for a settle timeout of pass `.0`.
+    Tick(u64),
+}
+
+impl From<Notification> for ColdplugMsg {
+    fn from(n: Notification) -> Self {
+        ColdplugMsg::Listener(n)
+    }
+}
+
+/// The coldplug actor.
+#[derive(Debug, Default)]
+pub struct Coldplug;
+
+/// Its state.
+pub struct ColdplugState {
+    config: ColdplugConfig,
+    listener: ActorRef<ListenerMsg>,
+    subscription: SubscriptionId,
+    uuids: UuidSource,
+    window: Option<usize>,
+    pass: Option<Running>,
+    passes: u64,
+    resync_pending: bool,
+    coldplug_report: Option<PassReport>,
+    last_report: Option<PassReport>,
+    waiters: Vec<RpcReplyPort<PassReport>>,
+    on_settled: Option<OnSettled>,
+}
+
+struct Running {
+    id: u64,
+    pass: Pass,
+    last_progress: Instant,
+    timer: Option<JoinHandle<Result<(), MessagingErr<ColdplugMsg>>>>,
+}
+
+impl std::fmt::Debug for ColdplugState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdplugState")
+            .field("config", &self.config)
+            .field("window", &self.window)
+            .field("passes", &self.passes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Events the coldplug actor may have in flight from the listener.
+const SUBSCRIPTION_CAPACITY: usize = 1 << 16;
+
+impl Actor for Coldplug {
+    type Msg = ColdplugMsg;
+    type State = ColdplugState;
+    type Arguments = ColdplugArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ColdplugMsg>,
+        args: ColdplugArgs,
+    ) -> Result<ColdplugState, ActorProcessingErr> {
+        let ColdplugArgs {
+            config,
+            listener,
+            on_settled,
+        } = args;
+        let subscription = Subscription::to_actor(myself)
+            .filter(Filter::actions([Action::Add]))
+            .capacity(SUBSCRIPTION_CAPACITY);
+        let subscription = call!(listener, ListenerMsg::Subscribe, subscription)?;
+        let window = match config.pacing {
+            Pacing::Off => None,
+            Pacing::Window(n) => Some(n.max(1)),
+            Pacing::Auto => {
+                let stats = call!(listener, ListenerMsg::Stats)?;
+                Some((stats.receive_buffer / 4096).clamp(4, 1024))
+            }
+        };
+        Ok(ColdplugState {
+            uuids: UuidSource::new(&config.random_uuid),
+            config,
+            listener,
+            subscription,
+            window,
+            pass: None,
+            passes: 0,
+            resync_pending: false,
+            coldplug_report: None,
+            last_report: None,
+            waiters: Vec::new(),
+            on_settled,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<ColdplugMsg>,
+        state: &mut ColdplugState,
+    ) -> Result<(), ActorProcessingErr> {
+        start_pass(&myself, state, PassKind::Coldplug);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ColdplugMsg>,
+        msg: ColdplugMsg,
+        state: &mut ColdplugState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ColdplugMsg::Listener(Notification::Uevents(batch)) => {
+                let Some(running) = state.pass.as_mut() else {
+                    return Ok(());
+                };
+                let mut progress = false;
+                for event in &batch {
+                    if let Some(uuid) = event.synth_uuid() {
+                        progress |= running.pass.answer(uuid);
+                    }
+                }
+                drop(batch);
+                if progress {
+                    running.last_progress = Instant::now();
+                    running.pass.pump(&mut state.uuids);
+                    end_pass_if_done(&myself, state);
+                }
+            }
+            ColdplugMsg::Listener(Notification::Resync(reason)) => {
+                tracing::info!(
+                    ?reason,
+                    "events may have been lost; replaying devices with a modalias"
+                );
+                request_resync(&myself, state);
+            }
+            ColdplugMsg::Resync => request_resync(&myself, state),
+            ColdplugMsg::Tick(id) => on_tick(&myself, state, id),
+            ColdplugMsg::WaitSettled(reply) => match &state.coldplug_report {
+                Some(report) => {
+                    let _ = reply.send(report.clone());
+                }
+                None => state.waiters.push(reply),
+            },
+            ColdplugMsg::LastReport(reply) => {
+                let _ = reply.send(state.last_report.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ColdplugMsg>,
+        state: &mut ColdplugState,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = state
+            .listener
+            .send_message(ListenerMsg::Unsubscribe(state.subscription));
+        Ok(())
+    }
+}
+
+fn request_resync(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState) {
+    if state.pass.is_some() {
+        state.resync_pending = true;
+    } else {
+        start_pass(myself, state, PassKind::Resync);
+    }
+}
+
+fn start_pass(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState, kind: PassKind) {
+    let select = match kind {
+        PassKind::Coldplug => Select::All,
+        PassKind::Resync => Select::WithModalias,
+    };
+    let walk = walk::devices(&state.config.sysfs, select);
+    for (path, err) in &walk.errors {
+        tracing::warn!(path = %path.display(), error = %err, "part of sysfs could not be walked");
+    }
+    state.passes += 1;
+    let mut pass = Pass::new(kind, &state.config.sysfs, walk, state.window);
+    tracing::info!(?kind, devices = pass.devices(), window = ?state.window, "replaying devices");
+    pass.pump(&mut state.uuids);
+    state.pass = Some(Running {
+        id: state.passes,
+        pass,
+        last_progress: Instant::now(),
+        timer: None,
+    });
+    schedule_tick(myself, state, state.config.settle_timeout);
+    end_pass_if_done(myself, state);
+}
+
+fn schedule_tick(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState, after: Duration) {
+    if let Some(running) = state.pass.as_mut() {
+        let id = running.id;
+        if let Some(old) = running.timer.take() {
+            old.abort();
+        }
+        running.timer = Some(myself.send_after(after, move || ColdplugMsg::Tick(id)));
+    }
+}
+
+fn on_tick(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState, id: u64) {
+    let timeout = state.config.settle_timeout;
+    let Some(running) = state.pass.as_mut().filter(|r| r.id == id) else {
+        return;
+    };
+    let idle = running.last_progress.elapsed();
+    if idle < timeout {
+        schedule_tick(myself, state, timeout - idle);
+        return;
+    }
+    match running.pass.on_timeout() {
+        TimeoutAction::Retrigger(n) => {
+            tracing::warn!(devices = n, "no answer for {timeout:?}; re-triggering");
+            running.last_progress = Instant::now();
+            running.pass.pump(&mut state.uuids);
+            schedule_tick(myself, state, timeout);
+        }
+        TimeoutAction::GiveUp => {}
+    }
+    end_pass_if_done(myself, state);
+}
+
+fn end_pass_if_done(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState) {
+    if !state.pass.as_ref().is_some_and(|r| r.pass.is_done()) {
+        return;
+    }
+    let Some(mut running) = state.pass.take() else {
+        return;
+    };
+    if let Some(timer) = running.timer.take() {
+        timer.abort();
+    }
+    let report = running.pass.finish();
+    tracing::info!(
+        kind = ?report.kind,
+        devices = report.devices,
+        written = report.written,
+        answered = report.answered,
+        gone = report.gone,
+        failed = report.failed.len(),
+        unanswered = report.unanswered.len(),
+        settled = report.settled,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "replay ended"
+    );
+    if report.kind == PassKind::Coldplug && state.coldplug_report.is_none() {
+        for waiter in state.waiters.drain(..) {
+            let _ = waiter.send(report.clone());
+        }
+        if let Some(on_settled) = state.on_settled.take() {
+            on_settled(&report);
+        }
+        state.coldplug_report = Some(report.clone());
+    }
+    state.last_report = Some(report);
+    if std::mem::take(&mut state.resync_pending) {
+        start_pass(myself, state, PassKind::Resync);
+    }
+}
