@@ -1,0 +1,370 @@
+//! Restart policy: backoff parameters loaded from TOML, with per-DN overrides.
+//!
+//! ```toml
+//! [defaults]                    # every field optional; Go's values when absent
+//! initial_interval = "500ms"
+//! multiplier = 1.5
+//! randomization_factor = 0.5
+//! max_interval = "60s"
+//!
+//! [overrides."root.devmgr.listener"]   # exact DN; unspecified fields come from [defaults]
+//! initial_interval = "100ms"
+//! max_interval = "5s"
+//! ```
+//!
+//! Durations are strings with a unit: `ns`, `us`, `ms`, `s`, `m`, `h` (fractions allowed, e.g.
+//! `"1.5s"`). A bad file is rejected with a [`PolicyError`] naming the line and field at fault.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::backoff::BackoffParams;
+use crate::name::is_valid_name;
+
+/// Backoff parameters for every node, with per-DN overrides.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestartPolicy {
+    defaults: BackoffParams,
+    overrides: BTreeMap<String, BackoffParams>,
+}
+
+/// A rejected restart policy file: where, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid restart policy at line {line}, column {column}{}: {message}",
+    field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+pub struct PolicyError {
+    /// 1-based line of the fault.
+    pub line: usize,
+    /// 1-based column of the fault.
+    pub column: usize,
+    /// Dotted path of the field at fault (e.g. `overrides."root.a".multiplier`), when known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl RestartPolicy {
+    /// A policy with the given defaults and no overrides.
+    pub fn new(defaults: BackoffParams) -> Self {
+        Self {
+            defaults,
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) the parameters used for the node at `dn`.
+    pub fn with_override(mut self, dn: impl Into<String>, params: BackoffParams) -> Self {
+        self.overrides.insert(dn.into(), params);
+        self
+    }
+
+    /// The default parameters.
+    pub fn defaults(&self) -> BackoffParams {
+        self.defaults
+    }
+
+    /// The parameters for the node at `dn`: its override, else the defaults.
+    pub fn params_for(&self, dn: &str) -> BackoffParams {
+        self.overrides.get(dn).copied().unwrap_or(self.defaults)
+    }
+
+    /// Parses a policy from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            error_at(text, offset, None, e.message().to_string())
+        })?;
+        let base = BackoffParams::default();
+        let defaults = match &raw.defaults {
+            Some(d) => d.resolve(text, base, "defaults")?,
+            None => base,
+        };
+        let mut overrides = BTreeMap::new();
+        for (dn, params) in raw.overrides.unwrap_or_default() {
+            let prefix = format!("overrides.{dn:?}");
+            if !is_valid_dn(&dn) {
+                return Err(error_at(
+                    text,
+                    params.span().start,
+                    Some(prefix),
+                    format!("{dn:?} is not a valid DN (expected `root` or `root.<name>...`)"),
+                ));
+            }
+            let resolved = params.get_ref().resolve(text, defaults, &prefix)?;
+            overrides.insert(dn, resolved);
+        }
+        Ok(Self {
+            defaults,
+            overrides,
+        })
+    }
+}
+
+fn is_valid_dn(dn: &str) -> bool {
+    let mut parts = dn.split('.');
+    parts.next() == Some("root") && parts.all(is_valid_name)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    defaults: Option<RawParams>,
+    overrides: Option<BTreeMap<String, Spanned<RawParams>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParams {
+    initial_interval: Option<Spanned<String>>,
+    multiplier: Option<Spanned<f64>>,
+    randomization_factor: Option<Spanned<f64>>,
+    max_interval: Option<Spanned<String>>,
+}
+
+impl RawParams {
+    fn resolve(
+        &self,
+        text: &str,
+        base: BackoffParams,
+        prefix: &str,
+    ) -> Result<BackoffParams, PolicyError> {
+        let field = |name: &str| Some(format!("{prefix}.{name}"));
+        let mut p = base;
+        if let Some(v) = &self.initial_interval {
+            p.initial_interval = parse_duration(v.get_ref())
+                .map_err(|m| error_at(text, v.span().start, field("initial_interval"), m))?;
+        }
+        if let Some(v) = &self.max_interval {
+            p.max_interval = parse_duration(v.get_ref())
+                .map_err(|m| error_at(text, v.span().start, field("max_interval"), m))?;
+        }
+        if let Some(v) = &self.multiplier {
+            p.multiplier = *v.get_ref();
+            if !(p.multiplier.is_finite() && p.multiplier >= 1.0) {
+                return Err(error_at(
+                    text,
+                    v.span().start,
+                    field("multiplier"),
+                    format!(
+                        "multiplier must be a finite number >= 1, got {}",
+                        p.multiplier
+                    ),
+                ));
+            }
+        }
+        if let Some(v) = &self.randomization_factor {
+            p.randomization_factor = *v.get_ref();
+            if !(0.0..=1.0).contains(&p.randomization_factor) {
+                return Err(error_at(
+                    text,
+                    v.span().start,
+                    field("randomization_factor"),
+                    format!(
+                        "randomization_factor must be within [0, 1], got {}",
+                        p.randomization_factor
+                    ),
+                ));
+            }
+        }
+        if p.initial_interval > p.max_interval {
+            let (span, name) = match (&self.initial_interval, &self.max_interval) {
+                (Some(v), _) => (v.span(), "initial_interval"),
+                (None, Some(v)) => (v.span(), "max_interval"),
+                (None, None) => (Range { start: 0, end: 0 }, "initial_interval"),
+            };
+            return Err(error_at(
+                text,
+                span.start,
+                field(name),
+                format!(
+                    "initial_interval ({:?}) must not exceed max_interval ({:?})",
+                    p.initial_interval, p.max_interval
+                ),
+            ));
+        }
+        Ok(p)
+    }
+}
+
+/// Parses `"<number><unit>"` with unit `ns`, `us`, `ms`, `s`, `m` or `h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let bad = || {
+        format!(
+            "invalid duration {s:?}: expected a number and a unit (ns, us, ms, s, m, h), e.g. \"500ms\""
+        )
+    };
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| bad())
+}
+
+/// Builds an error at a byte offset, finding line, column and (if not given) the field from the
+/// text: the key on that line, prefixed by the enclosing `[table]` header.
+fn error_at(text: &str, offset: usize, field: Option<String>, message: String) -> PolicyError {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = text[line_start..offset].chars().count() + 1;
+    let field = field.or_else(|| field_on_line(text, line_start));
+    PolicyError {
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+fn field_on_line(text: &str, line_start: usize) -> Option<String> {
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let header = |l: &str| {
+        let l = l.trim();
+        (l.starts_with('[') && l.ends_with(']'))
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    };
+    if let Some(h) = header(line) {
+        return Some(h);
+    }
+    let key = line.split('=').next()?.trim();
+    if key.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(header);
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_go_defaults() {
+        let p = RestartPolicy::from_toml_str("").unwrap();
+        assert_eq!(p, RestartPolicy::default());
+        assert_eq!(p.params_for("root.any"), BackoffParams::default());
+    }
+
+    #[test]
+    fn defaults_and_per_dn_overrides_are_applied() {
+        let p = RestartPolicy::from_toml_str(
+            r#"
+[defaults]
+initial_interval = "1s"
+multiplier = 2.0
+randomization_factor = 0.0
+max_interval = "2m"
+
+[overrides."root.devmgr.listener"]
+initial_interval = "100ms"
+"#,
+        )
+        .unwrap();
+        let d = p.defaults();
+        assert_eq!(d.initial_interval, Duration::from_secs(1));
+        assert_eq!(d.multiplier, 2.0);
+        assert_eq!(d.randomization_factor, 0.0);
+        assert_eq!(d.max_interval, Duration::from_secs(120));
+        let l = p.params_for("root.devmgr.listener");
+        assert_eq!(l.initial_interval, Duration::from_millis(100));
+        assert_eq!(
+            l.multiplier, 2.0,
+            "unset override fields come from [defaults]"
+        );
+        assert_eq!(p.params_for("root.devmgr"), d);
+    }
+
+    #[test]
+    fn a_bad_duration_names_line_and_field() {
+        let e =
+            RestartPolicy::from_toml_str("[defaults]\nmultiplier = 1.5\nmax_interval = \"ten\"\n")
+                .unwrap_err();
+        assert_eq!(e.line, 3);
+        assert_eq!(e.field.as_deref(), Some("defaults.max_interval"));
+        assert!(e.to_string().contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_line_and_field() {
+        let e = RestartPolicy::from_toml_str("[defaults]\n\nmultiplier = \"fast\"\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert_eq!(e.field.as_deref(), Some("defaults.multiplier"));
+    }
+
+    #[test]
+    fn an_unknown_field_names_line_and_field() {
+        let e = RestartPolicy::from_toml_str("[defaults]\nmax_elapsed = \"1s\"\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(e.field.as_deref(), Some("defaults.max_elapsed"));
+        assert!(e.message.contains("max_elapsed"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected_with_their_field() {
+        let e =
+            RestartPolicy::from_toml_str("[overrides.\"root.a\"]\nrandomization_factor = 1.5\n")
+                .unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(
+            e.field.as_deref(),
+            Some("overrides.\"root.a\".randomization_factor")
+        );
+        let e = RestartPolicy::from_toml_str("[defaults]\nmultiplier = 0.5\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (2, Some("defaults.multiplier"))
+        );
+        let e = RestartPolicy::from_toml_str(
+            "[defaults]\ninitial_interval = \"2m\"\nmax_interval = \"1m\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (2, Some("defaults.initial_interval"))
+        );
+    }
+
+    #[test]
+    fn an_override_for_an_invalid_dn_is_rejected() {
+        let e = RestartPolicy::from_toml_str("[overrides.\"devmgr.x\"]\nmultiplier = 2.0\n")
+            .unwrap_err();
+        assert!(e.message.contains("not a valid DN"), "{e}");
+        assert_eq!(e.field.as_deref(), Some("overrides.\"devmgr.x\""));
+    }
+
+    #[test]
+    fn invalid_toml_syntax_is_reported_with_its_line() {
+        let e = RestartPolicy::from_toml_str("[defaults]\nmultiplier = \n").unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn durations_accept_units_and_fractions() {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,0 +1,353 @@
+//! The processor: a ractor actor that owns the event loop of the tree (P1). It starts runnables,
+//! classifies their exits (S5–S8), propagates deaths (F1–F3), runs the restart pass after every
+//! event (GC7), waits out backoff (B6), releases settle waiters (P3) and liquidates the tree after
+//! shutdown (K1–K4).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use crate::context::Context;
+use crate::error::{Canceled, RunResult, is_canceled};
+use crate::runnable::{CatchUnwind, call_catching, panic_message};
+use crate::shared::Shared;
+use crate::state::NodeState;
+use crate::tree::{NodeId, Restart};
+
+/// How long the tree must be quiet before settle waiters are released (P3: more than 50 ticks of
+/// 1 ms).
+const SETTLE_QUIET: Duration = Duration::from_millis(51);
+
+/// How a run ended.
+pub(crate) enum Outcome {
+    /// The runnable returned.
+    Returned(RunResult),
+    /// The runnable panicked (caught, PP1).
+    Panicked(String),
+    /// The node's context was cancelled while it waited out its backoff (S8).
+    BackoffCanceled,
+}
+
+/// Requests handled by the processor, one at a time.
+pub(crate) enum ProcessorMsg {
+    /// Start the runnable of a node (R4).
+    Schedule { id: NodeId, incarnation: u64 },
+    /// A node's run ended (or its backoff wait was cancelled).
+    Died {
+        id: NodeId,
+        incarnation: u64,
+        outcome: Outcome,
+    },
+    /// Release the sender once the tree has been quiet for [`SETTLE_QUIET`].
+    WaitSettled(oneshot::Sender<()>),
+    /// Internal timer for the settle detector.
+    SettleCheck,
+    /// Shut the tree down (K1).
+    Shutdown,
+}
+
+pub(crate) struct Processor;
+
+pub(crate) struct ProcessorState {
+    shared: Arc<Shared>,
+    last_activity: Instant,
+    waiters: Vec<oneshot::Sender<()>>,
+    settle_check_pending: bool,
+    liquidating: bool,
+}
+
+impl Actor for Processor {
+    type Msg = ProcessorMsg;
+    type State = ProcessorState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        shared: Arc<Shared>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        shared.supervisor_log().info("supervisor processor started");
+        Ok(ProcessorState {
+            shared,
+            last_activity: Instant::now(),
+            waiters: Vec::new(),
+            settle_check_pending: false,
+            liquidating: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ProcessorMsg::Schedule { id, incarnation } => {
+                if st.liquidating {
+                    st.liquidate(&me, id, incarnation, false);
+                } else {
+                    st.last_activity = Instant::now();
+                    // Starting a runnable changes no state the restart pass looks at, so the
+                    // pass only runs after exits (GC7 latitude).
+                    st.schedule(&me, id, incarnation);
+                }
+            }
+            ProcessorMsg::Died {
+                id,
+                incarnation,
+                outcome,
+            } => {
+                if st.liquidating {
+                    st.liquidate(&me, id, incarnation, true);
+                } else {
+                    st.last_activity = Instant::now();
+                    st.died(id, incarnation, outcome);
+                    st.restart_pass(&me);
+                }
+            }
+            ProcessorMsg::WaitSettled(tx) => {
+                if !st.liquidating {
+                    st.waiters.push(tx);
+                    st.check_settled(&me);
+                }
+            }
+            ProcessorMsg::SettleCheck => {
+                st.settle_check_pending = false;
+                if !st.liquidating {
+                    st.check_settled(&me);
+                }
+            }
+            ProcessorMsg::Shutdown => {
+                if !st.liquidating {
+                    st.shutdown(&me);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProcessorState {
+    /// R4/S2: start the runnable of a New node with its current context (even if cancelled).
+    fn schedule(&mut self, me: &ActorRef<ProcessorMsg>, id: NodeId, incarnation: u64) {
+        let tree = self.shared.lock();
+        let Some(node) = tree.current(id, incarnation) else {
+            return;
+        };
+        let dn = tree.dn(id);
+        if node.state != NodeState::New {
+            self.shared
+                .supervisor_log()
+                .error(format!("programming error: scheduled node {dn} not new"));
+            return;
+        }
+        self.shared.notify(&dn, NodeState::New);
+        let ctx = Context::new(
+            self.shared.clone(),
+            id,
+            incarnation,
+            &dn,
+            node.token.clone(),
+        );
+        let runnable = node.runnable.clone();
+        drop(tree);
+        let shared = self.shared.clone();
+        let processor = me.clone();
+        let span = tracing::info_span!("runnable", dn = %dn);
+        tokio::spawn(
+            async move {
+                let result = match call_catching(&runnable, ctx) {
+                    Ok(fut) => CatchUnwind(fut).await,
+                    Err(payload) => Err(payload),
+                };
+                let outcome = match result {
+                    Ok(r) => Outcome::Returned(r),
+                    Err(payload) => {
+                        let msg = panic_message(&payload);
+                        if shared.propagate_panic {
+                            // PP2: the Go process would crash. Keep the payload for the owner to
+                            // re-raise, and take the whole tree down.
+                            shared.store_panic(payload);
+                            let _ = processor.send_message(ProcessorMsg::Shutdown);
+                        }
+                        Outcome::Panicked(msg)
+                    }
+                };
+                let _ = processor.send_message(ProcessorMsg::Died {
+                    id,
+                    incarnation,
+                    outcome,
+                });
+            }
+            .instrument(span),
+        );
+    }
+
+    /// S5–S8 and F1–F3.
+    fn died(&mut self, id: NodeId, incarnation: u64, outcome: Outcome) {
+        let mut tree = self.shared.lock();
+        let dn = tree.dn(id);
+        let Some(node) = tree.node_mut(id).filter(|n| n.incarnation == incarnation) else {
+            return;
+        };
+        if node.state.is_exited() {
+            return;
+        }
+        let cancelled = node.token.is_cancelled();
+        let failure = match &outcome {
+            Outcome::Returned(Ok(())) if node.signaled_done => None,
+            Outcome::Returned(Err(e)) if cancelled && is_canceled(e.as_ref()) => Some(None),
+            Outcome::BackoffCanceled if cancelled => Some(None),
+            Outcome::Returned(Ok(())) => Some(Some(format!("returned nil when {}", node.state))),
+            Outcome::Returned(Err(e)) => Some(Some(e.to_string())),
+            Outcome::Panicked(msg) => Some(Some(format!("panic: {msg}"))),
+            Outcome::BackoffCanceled => Some(Some(Canceled.to_string())),
+        };
+        match failure {
+            None => {
+                node.state = NodeState::Done;
+                self.shared.notify(&dn, NodeState::Done);
+            }
+            Some(None) => {
+                node.state = NodeState::Canceled;
+                self.shared.notify(&dn, NodeState::Canceled);
+            }
+            Some(Some(err)) => {
+                node.state = NodeState::Dead;
+                node.token.cancel();
+                self.shared
+                    .logger(&dn)
+                    .fatal(format!("runnable returned error: {err}"));
+                self.shared.notify(&dn, NodeState::Dead);
+                for sibling in tree.group_siblings(id) {
+                    if let Some(s) = tree.node(sibling) {
+                        s.token.cancel();
+                    }
+                }
+            }
+        }
+    }
+
+    /// GC: restart what can be restarted and start the backoff waits (B6).
+    fn restart_pass(&mut self, me: &ActorRef<ProcessorMsg>) {
+        let (restarts, warnings) = self.shared.lock().restart_pass();
+        let log = self.shared.supervisor_log();
+        for w in warnings {
+            log.warning(w);
+        }
+        for Restart {
+            id,
+            incarnation,
+            dn,
+            delay,
+            token,
+        } in restarts
+        {
+            log.info(format!(
+                "rescheduling supervised node {dn} with backoff {delay:?}"
+            ));
+            let processor = me.clone();
+            if delay.is_zero() {
+                // Resolve the B6 race right away instead of waiting for a timer tick.
+                let msg = if token.is_cancelled() {
+                    ProcessorMsg::Died {
+                        id,
+                        incarnation,
+                        outcome: Outcome::BackoffCanceled,
+                    }
+                } else {
+                    ProcessorMsg::Schedule { id, incarnation }
+                };
+                let _ = processor.send_message(msg);
+                continue;
+            }
+            tokio::spawn(async move {
+                let msg = tokio::select! {
+                    _ = tokio::time::sleep(delay) => ProcessorMsg::Schedule { id, incarnation },
+                    _ = token.cancelled() => ProcessorMsg::Died {
+                        id,
+                        incarnation,
+                        outcome: Outcome::BackoffCanceled,
+                    },
+                };
+                let _ = processor.send_message(msg);
+            });
+        }
+    }
+
+    /// P3: release waiters once nothing happened for [`SETTLE_QUIET`].
+    fn check_settled(&mut self, me: &ActorRef<ProcessorMsg>) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let quiet = self.last_activity.elapsed();
+        if quiet >= SETTLE_QUIET {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(());
+            }
+        } else if !self.settle_check_pending {
+            self.settle_check_pending = true;
+            me.send_after(SETTLE_QUIET - quiet, || ProcessorMsg::SettleCheck);
+        }
+    }
+
+    /// K1–K3: cancel every reachable node, then liquidate.
+    fn shutdown(&mut self, me: &ActorRef<ProcessorMsg>) {
+        let log = self.shared.supervisor_log();
+        log.info("supervisor processor exiting: shutdown requested");
+        self.liquidating = true;
+        // Waiters are never released after shutdown; dropping them reports ShutDown.
+        self.waiters.clear();
+        {
+            let mut tree = self.shared.lock();
+            tree.shut_down = true;
+            let tokens: Vec<_> = tree
+                .reachable()
+                .into_iter()
+                .filter_map(|id| tree.node(id).map(|n| n.token.clone()))
+                .collect();
+            for t in tokens {
+                t.cancel();
+            }
+        }
+        log.info("supervisor exited, starting liquidator to clean up remaining runnables...");
+        self.check_liquidated(me);
+    }
+
+    /// K4: mark the node Dead (no metrics, no FATAL, no propagation).
+    fn liquidate(
+        &mut self,
+        me: &ActorRef<ProcessorMsg>,
+        id: NodeId,
+        incarnation: u64,
+        exited: bool,
+    ) {
+        {
+            let mut tree = self.shared.lock();
+            let dn = tree.dn(id);
+            if let Some(n) = tree.node_mut(id).filter(|n| n.incarnation == incarnation) {
+                n.state = NodeState::Dead;
+                let line = if exited {
+                    format!("liquidator: {dn} exited")
+                } else {
+                    format!("liquidator: refusing to schedule {dn}")
+                };
+                self.shared.supervisor_log().info(line);
+            }
+        }
+        self.check_liquidated(me);
+    }
+
+    fn check_liquidated(&mut self, me: &ActorRef<ProcessorMsg>) {
+        if !self.shared.lock().any_live() {
+            self.shared
+                .supervisor_log()
+                .info("liquidator: complete, all runnables dead or done");
+            me.stop(None);
+        }
+    }
+}
