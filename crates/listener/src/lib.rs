@@ -17,9 +17,14 @@
 //!   socket read ([`MAX_BATCH`] at most). A subscriber has a bounded number of
 //!   events in flight; one that falls behind gets a `Resync` instead of silent loss, and never
 //!   slows the socket or the other subscribers.
-//! - **Actor** ([`Listener`]): binds in `pre_start`, so a started listener is listening; fails
-//!   when the socket fails, for its supervisor to restart it. [`ListenerMsg::Stats`] returns the
-//!   counters.
+//! - **Actor** ([`Listener`]): binds in `pre_start`, so a started listener is listening (under
+//!   the supervisor's `actor_runnable` its node turns Healthy only then); fails when the socket
+//!   fails, for its supervisor to restart it. [`ListenerMsg::Stats`] returns the counters.
+//! - **Reader thread**: the socket is read by a dedicated thread that sleeps in `poll` on the
+//!   socket and on a stop pipe, not by a tokio task. This is a deliberate choice: the socket
+//!   keeps draining at full speed however busy the async runtime is during a boot storm, and no
+//!   `unsafe` is needed (registering a raw fd with tokio's `AsyncFd` is an `unsafe fn` since
+//!   tokio 1.54). The actor owns the thread: dropping its state stops it.
 //!
 //! ```no_run
 //! use listener::{Listener, ListenerConfig, ListenerMsg, Notification, Subscription};

@@ -117,7 +117,7 @@ fn forged(devpath: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_multicast_from_a_user_port_and_unicast_to_our_port_are_dropped_and_counted() {
+async fn forged_multicast_unicast_and_oversize_datagrams_are_dropped_and_counted() {
     if !can_run("forged_multicast_and_unicast_are_dropped") {
         return;
     }
@@ -150,8 +150,18 @@ async fn forged_multicast_from_a_user_port_and_unicast_to_our_port_are_dropped_a
         MsgFlags::empty(),
     );
     assert_eq!(sent, Ok(unicast.len()), "root may unicast to our port");
+    // Larger than the 16 KiB receive buffer: truncated, and dropped for that first.
+    let mut oversize = forged("/devices/devmgr/forged-oversize");
+    oversize.resize(20 * 1024, b'x');
+    let sent = sendto(
+        forger.as_raw_fd(),
+        &oversize,
+        &NetlinkAddr::new(0, 1),
+        MsgFlags::empty(),
+    );
+    assert_eq!(sent, Ok(oversize.len()));
 
-    // A real event queued after both: once it arrives, both forgeries have been read.
+    // A real event queued after them: once it arrives, every forgery has been read.
     let uuid = uuid();
     trigger_add(&uuid);
     let mut seen = Vec::new();
@@ -182,6 +192,9 @@ async fn forged_multicast_from_a_user_port_and_unicast_to_our_port_are_dropped_a
         "{counts:?}"
     );
     assert_eq!(counts.dropped_for(DropReason::Unicast), 1, "{counts:?}");
+    assert_eq!(counts.dropped_for(DropReason::Truncated), 1, "{counts:?}");
+    let dropped: u64 = counts.dropped.iter().map(|(_, n)| n).sum();
+    assert_eq!(dropped, 3, "exactly the three forgeries dropped: {counts:?}");
     listener.stop(None);
 }
 
