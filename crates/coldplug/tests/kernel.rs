@@ -52,6 +52,22 @@ async fn coldplug(
         .0
 }
 
+/// Waits (polling, at most 60 s) until the last ended pass is a `kind` pass.
+async fn wait_last_pass(coldplug: &ActorRef<ColdplugMsg>, kind: PassKind) -> PassReport {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = call!(coldplug, ColdplugMsg::LastReport).expect("last report");
+        if let Some(report) = last.filter(|r| r.kind == kind) {
+            return report;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {kind:?} pass ended within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_settled(coldplug: &ActorRef<ColdplugMsg>) -> PassReport {
     call_t!(coldplug, ColdplugMsg::WaitSettled, 120_000).expect("coldplug settles within 120 s")
 }
@@ -89,6 +105,17 @@ async fn a_full_coldplug_of_sys_devices_settles_with_every_uuid_back() {
     assert!(report.retriggered.is_empty() && report.unanswered.is_empty());
     assert_eq!(on_settled.await.expect("on_settled called"), report);
     assert_eq!(stats(&listener).await.counts.overruns, 0);
+
+    // A resync replays the devices that have a modalias, and settles too.
+    coldplug.send_message(ColdplugMsg::Resync).unwrap();
+    let resync = wait_last_pass(&coldplug, PassKind::Resync).await;
+    let with_modalias = devices(Path::new("/sys"), Select::WithModalias)
+        .devices
+        .len();
+    eprintln!("resync: {resync:?}");
+    assert!(resync.settled, "{resync:?}");
+    assert!(with_modalias > 0 && resync.devices.abs_diff(with_modalias) <= 2);
+    assert_eq!(resync.answered, resync.written);
     coldplug.stop(None);
     listener.stop(None);
 }
@@ -109,6 +136,12 @@ async fn coldplug_against_a_stalled_small_buffer(pacing: Pacing) -> (PassReport,
     tokio::time::sleep(Duration::from_millis(300)).await;
     stall.release();
     let report = wait_settled(&coldplug).await;
+    if pacing == Pacing::Off {
+        // The listener's overrun resync makes coldplug replay the modalias devices afterwards.
+        let resync = wait_last_pass(&coldplug, PassKind::Resync).await;
+        eprintln!("resync after the overrun: {resync:?}");
+        assert!(resync.devices > 0 && resync.written > 0);
+    }
     let stats = stats(&listener).await;
     coldplug.stop(None);
     listener.stop(None);
@@ -141,6 +174,7 @@ async fn with_a_16_kib_buffer_paced_coldplug_settles_without_overrun_and_unpaced
         !unpaced.retriggered.is_empty(),
         "lost answers were noticed and re-triggered"
     );
+    assert!(unpaced_stats.counts.resyncs >= 1);
 }
 
 /// A tmpfs shaped like sysfs, mounted read-only: writes fail with `EROFS`.

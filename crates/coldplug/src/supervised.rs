@@ -1,0 +1,67 @@
+//! Coldplug as a node of the supervision tree.
+
+use listener::ListenerMsg;
+use ractor::{Actor, ActorRef};
+use supervisor::{Canceled, Context, RunResult, Runnable, Signal};
+
+use crate::actor::{Coldplug, ColdplugArgs, ColdplugConfig};
+use crate::pass::PassReport;
+
+/// A runnable that replays every device, for a node such as `root.devmgr.coldplug`.
+///
+/// It needs the listener registered in ractor's registry as `listener_name` (a listener node
+/// started with `actor_runnable(Some(name), ..)`); without it, it fails, and the supervisor
+/// retries with backoff, so coldplug never writes before a socket listens (R15). It signals
+/// Healthy once the coldplug actor has subscribed, and Done once the replay has settled (or
+/// given up); it then stays, replaying devices with a `modalias` on every listener `Resync`,
+/// until its context is cancelled. If the actor dies, the node dies (and is restarted, which
+/// replays everything again).
+pub fn runnable(listener_name: impl Into<String>, config: ColdplugConfig) -> Runnable {
+    let listener_name = listener_name.into();
+    Runnable::new(move |ctx: Context| run(ctx, listener_name.clone(), config.clone()))
+}
+
+async fn run(ctx: Context, listener_name: String, config: ColdplugConfig) -> RunResult {
+    let listener = ActorRef::<ListenerMsg>::where_is(listener_name.clone())
+        .ok_or_else(|| format!("no listener registered as {listener_name:?}"))?;
+    let (settled_tx, settled) = tokio::sync::oneshot::channel::<PassReport>();
+    let args = ColdplugArgs {
+        config,
+        listener,
+        on_settled: Some(Box::new(move |report: &PassReport| {
+            let _ = settled_tx.send(report.clone());
+        })),
+    };
+    let (actor, mut stopped) = Actor::spawn(None, Coldplug, args)
+        .await
+        .map_err(|err| format!("coldplug actor did not start: {err}"))?;
+    ctx.signal(Signal::Healthy)?;
+
+    tokio::select! {
+        report = settled => {
+            if let Ok(report) = report {
+                ctx.logger().info(format!(
+                    "coldplug settled={} devices={} written={} answered={} gone={} failed={} unanswered={} elapsed={:?}",
+                    report.settled, report.devices, report.written, report.answered,
+                    report.gone, report.failed.len(), report.unanswered.len(), report.elapsed,
+                ));
+            }
+            ctx.signal(Signal::Done)?;
+        }
+        _ = ctx.cancelled() => {
+            actor.stop(Some("supervisor context cancelled".into()));
+            let _ = stopped.await;
+            return Err(Canceled.into());
+        }
+        _ = &mut stopped => return Err("coldplug actor stopped before settling".into()),
+    }
+
+    tokio::select! {
+        _ = ctx.cancelled() => {
+            actor.stop(Some("supervisor context cancelled".into()));
+            let _ = stopped.await;
+            Err(Canceled.into())
+        }
+        _ = &mut stopped => Err("coldplug actor stopped".into()),
+    }
+}
