@@ -194,7 +194,10 @@ async fn forged_multicast_unicast_and_oversize_datagrams_are_dropped_and_counted
     assert_eq!(counts.dropped_for(DropReason::Unicast), 1, "{counts:?}");
     assert_eq!(counts.dropped_for(DropReason::Truncated), 1, "{counts:?}");
     let dropped: u64 = counts.dropped.iter().map(|(_, n)| n).sum();
-    assert_eq!(dropped, 3, "exactly the three forgeries dropped: {counts:?}");
+    assert_eq!(
+        dropped, 3,
+        "exactly the three forgeries dropped: {counts:?}"
+    );
     listener.stop(None);
 }
 
