@@ -26,7 +26,13 @@ pub fn host_test(test: &str) -> bool {
     if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
         panic!("{test}: {why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
     }
-    eprintln!("skipping {test}: {why} (a host test against the real kernel)");
+    // Straight to stderr, not through `eprintln!`, which the test harness captures (and hides
+    // for passing tests): a skip must be visible.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipping {test}: {why} (a host test against the real kernel; scripts/test runs it)"
+    );
     false
 }
 
