@@ -232,6 +232,11 @@ mod tests {
         content.strip_prefix("add ").unwrap().to_owned()
     }
 
+    /// A coldplug pass over every device of the tree at `root`.
+    fn pass_over(root: &Path, window: Option<usize>) -> Pass {
+        Pass::new(PassKind::Coldplug, root, devices(root, Select::All), window)
+    }
+
     fn uuids() -> UuidSource {
         UuidSource::new(Path::new("/nonexistent"))
     }
@@ -240,8 +245,7 @@ mod tests {
     fn the_window_bounds_unanswered_writes_and_answers_let_more_through() {
         let tmp = tree(5);
         let mut uuids = uuids();
-        let walk = devices(tmp.path(), Select::All);
-        let mut pass = Pass::new(PassKind::Coldplug, tmp.path(), walk, Some(2));
+        let mut pass = pass_over(tmp.path(), Some(2));
         assert_eq!(pass.pump(&mut uuids), 2);
         assert_eq!(pass.pump(&mut uuids), 0, "window full");
         assert!(pass.answer(written_uuid(tmp.path(), 0).as_bytes()));
@@ -264,12 +268,7 @@ mod tests {
     fn an_answer_is_matched_by_uuid_never_by_a_repeated_one() {
         let tmp = tree(1);
         let mut uuids = uuids();
-        let mut pass = Pass::new(
-            PassKind::Coldplug,
-            tmp.path(),
-            devices(tmp.path(), Select::All),
-            None,
-        );
+        let mut pass = pass_over(tmp.path(), None);
         pass.pump(&mut uuids);
         let uuid = written_uuid(tmp.path(), 0);
         assert!(pass.answer(uuid.as_bytes()));
@@ -280,12 +279,7 @@ mod tests {
     #[test]
     fn without_pacing_everything_is_written_at_once() {
         let tmp = tree(30);
-        let mut pass = Pass::new(
-            PassKind::Coldplug,
-            tmp.path(),
-            devices(tmp.path(), Select::All),
-            None,
-        );
+        let mut pass = pass_over(tmp.path(), None);
         assert_eq!(pass.pump(&mut uuids()), 30);
         assert_eq!(pass.unanswered(), 30);
     }
@@ -318,12 +312,7 @@ mod tests {
     fn a_timeout_retriggers_the_silent_once_then_gives_up_naming_them() {
         let tmp = tree(3);
         let mut uuids = uuids();
-        let mut pass = Pass::new(
-            PassKind::Coldplug,
-            tmp.path(),
-            devices(tmp.path(), Select::All),
-            None,
-        );
+        let mut pass = pass_over(tmp.path(), None);
         pass.pump(&mut uuids);
         let first = written_uuid(tmp.path(), 1);
         assert!(pass.answer(written_uuid(tmp.path(), 0).as_bytes()));
