@@ -4,16 +4,25 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use supervisor::{
-    BackoffParams, Canceled, Context, Options, RestartPolicy, RunResult, Runnable, Signal,
-    Supervisor,
+    BackoffParams, Canceled, Context, MIN_INITIAL_INTERVAL, Options, RandomSource, RestartPolicy,
+    RunResult, Runnable, Signal, Supervisor,
 };
 use tokio::sync::{Notify, mpsc};
 
 fn main() {
     divan::main();
+}
+
+/// A random source that always returns 0 (see the restart-latency benchmark).
+#[derive(Debug)]
+struct ZeroRandom;
+
+impl RandomSource for ZeroRandom {
+    fn next_f64(&mut self) -> f64 {
+        0.0
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -139,9 +148,11 @@ fn restart_latency_after_death(b: divan::Bencher) {
             }
         }
     });
+    // Zero backoff from valid parameters: with a randomization factor of 1 and a random source
+    // that always returns 0, every delay is cur·(1 − 1) = 0.
     let zero = BackoffParams {
-        initial_interval: Duration::ZERO,
-        randomization_factor: 0.0,
+        initial_interval: MIN_INITIAL_INTERVAL,
+        randomization_factor: 1.0,
         ..BackoffParams::default()
     };
     let s = rt.block_on(async {
@@ -155,7 +166,9 @@ fn restart_latency_after_death(b: divan::Bencher) {
                     RunResult::Ok(())
                 }
             },
-            Options::new().restart_policy(RestartPolicy::new(zero)),
+            Options::new()
+                .restart_policy(RestartPolicy::new(zero).expect("valid parameters"))
+                .random_source(|| Box::new(ZeroRandom)),
         )
         .await
         .expect("start");

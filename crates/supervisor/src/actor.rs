@@ -4,9 +4,11 @@
 //! and forwards its supervision events. The node signals Healthy once the actor's `pre_start`
 //! succeeded; the node dies (returns an error) when the actor fails, panics, is killed or stops
 //! on its own; when the node's context is cancelled the actor is stopped gracefully and the node
-//! ends Canceled.
+//! ends Canceled. An actor that does not stop within the stop timeout (stuck in a handler) is
+//! killed, so its node still exits.
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -30,10 +32,29 @@ pub enum ActorExit {
     Terminated(String),
 }
 
+/// How long [`actor_runnable`] waits for a graceful stop after its node's context was cancelled
+/// before it kills the actor.
+pub const DEFAULT_ACTOR_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A runnable that runs an actor. `factory` builds the actor and its arguments for each
 /// incarnation; `name` (if any) is registered in ractor's registry, so a restarted actor is found
-/// again under the same name.
+/// again under the same name. On cancellation the actor is stopped gracefully and killed if it
+/// has not stopped after [`DEFAULT_ACTOR_STOP_TIMEOUT`].
 pub fn actor_runnable<A, F>(name: Option<String>, factory: F) -> Runnable
+where
+    A: Actor,
+    F: Fn(&Context) -> (A, A::Arguments) + Send + Sync + 'static,
+{
+    actor_runnable_with_stop_timeout(name, DEFAULT_ACTOR_STOP_TIMEOUT, factory)
+}
+
+/// Like [`actor_runnable`], with the time allowed for a graceful stop before the actor is
+/// killed.
+pub fn actor_runnable_with_stop_timeout<A, F>(
+    name: Option<String>,
+    stop_timeout: Duration,
+    factory: F,
+) -> Runnable
 where
     A: Actor,
     F: Fn(&Context) -> (A, A::Arguments) + Send + Sync + 'static,
@@ -42,11 +63,16 @@ where
     Runnable::new(move |ctx: Context| {
         let factory = factory.clone();
         let name = name.clone();
-        async move { run_actor(ctx, name, factory.as_ref()).await }
+        async move { run_actor(ctx, name, stop_timeout, factory.as_ref()).await }
     })
 }
 
-async fn run_actor<A, F>(ctx: Context, name: Option<String>, factory: &F) -> Result<(), BoxError>
+async fn run_actor<A, F>(
+    ctx: Context,
+    name: Option<String>,
+    stop_timeout: Duration,
+    factory: &F,
+) -> Result<(), BoxError>
 where
     A: Actor,
     F: Fn(&Context) -> (A, A::Arguments),
@@ -73,7 +99,14 @@ where
     ctx.signal(Signal::Healthy)?;
     let result: Result<(), BoxError> = tokio::select! {
         _ = ctx.cancelled() => {
-            let _ = child.stop_and_wait(Some("supervisor context cancelled".to_string()), None).await;
+            let reason = Some("supervisor context cancelled".to_string());
+            if child.stop_and_wait(reason, Some(stop_timeout)).await.is_err() {
+                ctx.logger().warning(format!(
+                    "actor did not stop within {stop_timeout:?}, killing it"
+                ));
+                // A kill interrupts even a handler that never returns.
+                let _ = child.kill_and_wait(Some(stop_timeout)).await;
+            }
             Err(Canceled.into())
         }
         ev = events.recv() => Err(match ev {

@@ -17,6 +17,74 @@ pub struct BackoffParams {
     pub max_interval: Duration,
 }
 
+/// The smallest accepted [`BackoffParams::initial_interval`]. Anything shorter would let a
+/// failing runnable restart in a tight loop (with 1 ns, `trunc(1 ns · 1.5)` never grows).
+pub const MIN_INITIAL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Backoff parameters (or a restart-policy override) that were rejected because they would make
+/// restarts spin or are meaningless.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPolicy {
+    /// A backoff parameter is out of range.
+    #[error("invalid backoff parameter `{field}`: {message}")]
+    Param {
+        /// The field at fault (`initial_interval`, `multiplier`, `randomization_factor` or
+        /// `max_interval`).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An override names something that is not a DN.
+    #[error("{0:?} is not a valid DN (expected `root` or `root.<name>...`)")]
+    Dn(String),
+}
+
+impl BackoffParams {
+    /// Checks the parameters: `initial_interval` ≥ [`MIN_INITIAL_INTERVAL`], a finite
+    /// `multiplier` ≥ 1, `randomization_factor` within `[0, 1]` and
+    /// `max_interval` ≥ `initial_interval`.
+    pub fn validate(&self) -> Result<(), InvalidPolicy> {
+        let bad = |field, message| Err(InvalidPolicy::Param { field, message });
+        if self.initial_interval < MIN_INITIAL_INTERVAL {
+            return bad(
+                "initial_interval",
+                format!(
+                    "initial_interval must be at least {MIN_INITIAL_INTERVAL:?}, got {:?}",
+                    self.initial_interval
+                ),
+            );
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return bad(
+                "multiplier",
+                format!(
+                    "multiplier must be a finite number >= 1, got {}",
+                    self.multiplier
+                ),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.randomization_factor) {
+            return bad(
+                "randomization_factor",
+                format!(
+                    "randomization_factor must be within [0, 1], got {}",
+                    self.randomization_factor
+                ),
+            );
+        }
+        if self.max_interval < self.initial_interval {
+            return bad(
+                "max_interval",
+                format!(
+                    "initial_interval ({:?}) must not exceed max_interval ({:?})",
+                    self.initial_interval, self.max_interval
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for BackoffParams {
     fn default() -> Self {
         Self {
@@ -86,13 +154,26 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// A backoff with the given parameters and a time-seeded generator.
-    pub fn new(params: BackoffParams) -> Self {
+    /// A backoff with the given parameters and a time-seeded generator. Fails when the
+    /// parameters do not pass [`BackoffParams::validate`].
+    pub fn new(params: BackoffParams) -> Result<Self, InvalidPolicy> {
         Self::with_rng(params, Box::new(XorShift::from_time()))
     }
 
-    /// A backoff with an injected random source.
-    pub fn with_rng(params: BackoffParams, rng: Box<dyn RandomSource>) -> Self {
+    /// A backoff with an injected random source. Fails when the parameters do not pass
+    /// [`BackoffParams::validate`].
+    pub fn with_rng(
+        params: BackoffParams,
+        rng: Box<dyn RandomSource>,
+    ) -> Result<Self, InvalidPolicy> {
+        params.validate()?;
+        Ok(Self::from_valid(params, rng))
+    }
+
+    /// A backoff from parameters that were already validated (by a [`RestartPolicy`]).
+    ///
+    /// [`RestartPolicy`]: crate::RestartPolicy
+    pub(crate) fn from_valid(params: BackoffParams, rng: Box<dyn RandomSource>) -> Self {
         Self {
             params,
             current_nanos: nanos(params.initial_interval),
@@ -199,7 +280,7 @@ mod tests {
             randomization_factor: 0.0,
             ..BackoffParams::default()
         };
-        let mut b = Backoff::new(p);
+        let mut b = Backoff::new(p).unwrap();
         let got: Vec<u128> = (0..14).map(|_| b.next_backoff().as_millis()).collect();
         assert_eq!(
             got,
@@ -212,7 +293,8 @@ mod tests {
 
     #[test]
     fn reset_returns_to_the_initial_interval() {
-        let mut b = Backoff::with_rng(BackoffParams::default(), Box::new(Replay(vec![0.0], 0)));
+        let mut b =
+            Backoff::with_rng(BackoffParams::default(), Box::new(Replay(vec![0.0], 0))).unwrap();
         b.next_backoff();
         b.next_backoff();
         assert_eq!(b.current_interval(), Duration::from_nanos(1_125_000_000));
@@ -225,9 +307,101 @@ mod tests {
         let mut b = Backoff::with_rng(
             BackoffParams::default(),
             Box::new(Replay(vec![0.999_999_999], 0)),
-        );
+        )
+        .unwrap();
         let last = (0..20).map(|_| b.next_backoff()).last().unwrap();
         assert!(last > Duration::from_secs(89), "{last:?}");
+    }
+
+    /// B2 exactly: `cur·(1−f) + r·(cur·(1+f) − cur·(1−f) + 1ns)`, truncated, for fixed `r`.
+    #[test]
+    fn delays_for_fixed_random_values_are_exact() {
+        let seq = |rs: Vec<f64>| {
+            let mut b =
+                Backoff::with_rng(BackoffParams::default(), Box::new(Replay(rs, 0))).unwrap();
+            (0..3)
+                .map(|_| b.next_backoff().as_nanos())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            seq(vec![0.0]),
+            [250_000_000, 375_000_000, 562_500_000],
+            "r = 0: the low ends"
+        );
+        assert_eq!(
+            seq(vec![0.5]),
+            [500_000_000, 750_000_000, 1_125_000_000],
+            "r = 0.5: cur (the +1ns adds half a ns, truncated away)"
+        );
+        // Without the +1ns term these would be 749_999_999, 1_124_999_999 and 1_687_499_998.
+        assert_eq!(
+            seq(vec![0.999_999_999]),
+            [750_000_000, 1_125_000_000, 1_687_499_999],
+            "r -> 1: (nearly) the high ends, thanks to the +1ns"
+        );
+        assert_eq!(
+            seq(vec![0.25, 0.75, 0.1]),
+            [375_000_000, 937_500_000, 675_000_000]
+        );
+        // On tiny intervals the +1ns term is visible directly.
+        assert_eq!(randomized(0.5, 0.999, 2), 3);
+        assert_eq!(randomized(0.5, 0.0, 2), 1);
+        assert_eq!(randomized(0.0, 0.999, 2), 2);
+    }
+
+    #[test]
+    fn parameters_that_would_spin_are_rejected() {
+        let d = BackoffParams::default();
+        let field = |p: BackoffParams| match Backoff::new(p) {
+            Err(InvalidPolicy::Param { field, .. }) => field,
+            other => panic!("accepted: {other:?}"),
+        };
+        for initial in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(999),
+        ] {
+            let p = BackoffParams {
+                initial_interval: initial,
+                ..d
+            };
+            assert_eq!(field(p), "initial_interval", "{initial:?}");
+        }
+        for multiplier in [f64::NAN, f64::INFINITY, 0.5, -1.0] {
+            assert_eq!(field(BackoffParams { multiplier, ..d }), "multiplier");
+        }
+        for randomization_factor in [f64::NAN, -0.1, 1.5] {
+            let p = BackoffParams {
+                randomization_factor,
+                ..d
+            };
+            assert_eq!(field(p), "randomization_factor");
+        }
+        let p = BackoffParams {
+            max_interval: Duration::from_millis(100),
+            ..d
+        };
+        assert_eq!(field(p), "max_interval");
+        // The boundaries are accepted.
+        let edge = BackoffParams {
+            initial_interval: MIN_INITIAL_INTERVAL,
+            multiplier: 1.0,
+            randomization_factor: 1.0,
+            max_interval: MIN_INITIAL_INTERVAL,
+        };
+        assert!(Backoff::new(edge).is_ok());
+        // The floor makes the interval grow: 1 ms, 1.5 ms, 2.25 ms.
+        let mut b = Backoff::with_rng(
+            BackoffParams {
+                initial_interval: MIN_INITIAL_INTERVAL,
+                randomization_factor: 0.0,
+                ..d
+            },
+            Box::new(Replay(vec![0.0], 0)),
+        )
+        .unwrap();
+        let got: Vec<u128> = (0..3).map(|_| b.next_backoff().as_micros()).collect();
+        assert_eq!(got, [1000, 1500, 2250]);
     }
 
     #[test]
@@ -244,7 +418,7 @@ mod tests {
         /// follows the table.
         #[test]
         fn backoff_sequence_follows_the_spec_table(rs in proptest::collection::vec(0.0f64..1.0, 16)) {
-            let mut b = Backoff::with_rng(BackoffParams::default(), Box::new(Replay(rs, 0)));
+            let mut b = Backoff::with_rng(BackoffParams::default(), Box::new(Replay(rs, 0))).unwrap();
             for n in 0..16 {
                 let (cur, lo, hi) = TABLE[n.min(TABLE.len() - 1)];
                 let cur_now = b.current_interval().as_secs_f64();

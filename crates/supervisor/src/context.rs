@@ -15,8 +15,9 @@ use crate::token::CancelToken;
 use crate::tree::NodeId;
 
 /// What a runnable receives. Cheap to clone; clones refer to the same incarnation. A context
-/// kept past the end of its incarnation (after the node was restarted or thrown away) is
-/// *stale*: its API calls return [`Error::StaleContext`] (deviation from Go, which resolves by DN).
+/// kept past the end of its incarnation (once its run's exit was handled, whether or not the node
+/// was restarted or thrown away since) is *stale*: `run`, `run_group`, `signal` and `sub_logger`
+/// return [`Error::StaleContext`] (deviation from Go, which resolves by DN).
 #[derive(Clone)]
 pub struct Context {
     shared: Arc<Shared>,
@@ -86,14 +87,21 @@ impl Context {
 
     /// Starts a group of children (`RunGroup`, T4–T6, R1–R3). All names are checked before
     /// anything is created. Returns once the children exist (state New); they are started
-    /// asynchronously. Fails with [`Error::NotNew`] once this node signalled Healthy.
-    pub fn run_group<N, I>(&self, group: I) -> Result<(), Error>
+    /// asynchronously. Fails with [`Error::NotNew`] once this node signalled Healthy, and with
+    /// [`Error::StaleContext`] once this incarnation has exited.
+    ///
+    /// The items are `(name, runnable)` pairs; the runnable may be a [`Runnable`] or anything
+    /// that converts into one, such as an async closure (all items of one call share one type).
+    pub fn run_group<N, R, I>(&self, group: I) -> Result<(), Error>
     where
         N: Into<String>,
-        I: IntoIterator<Item = (N, Runnable)>,
+        R: Into<Runnable>,
+        I: IntoIterator<Item = (N, R)>,
     {
-        let group: Vec<(String, Runnable)> =
-            group.into_iter().map(|(n, r)| (n.into(), r)).collect();
+        let group: Vec<(String, Runnable)> = group
+            .into_iter()
+            .map(|(n, r)| (n.into(), r.into()))
+            .collect();
         let created = {
             let mut tree = self.shared.lock();
             let created = tree.run_group(self.id, self.incarnation, &self.dn, group)?;
@@ -111,17 +119,24 @@ impl Context {
             created
         };
         for c in created {
-            self.shared.send(ProcessorMsg::Schedule {
+            let sent = self.shared.send(ProcessorMsg::Schedule {
                 id: c.id,
                 incarnation: c.incarnation,
             });
+            if !sent {
+                // The processor is gone: nothing will ever start the child.
+                self.shared.exited_without_processor(c.id, c.incarnation);
+            }
         }
         Ok(())
     }
 
     /// Reports a lifecycle milestone (G1–G5). Synchronous: the tree has changed on return.
     ///
-    /// Returns [`Error::StaleContext`] for a context of an exited-and-restarted incarnation.
+    /// Returns [`Error::StaleContext`] once this incarnation has exited (whether or not the node
+    /// was restarted since). A helper task that keeps a clone of the context and outlives the
+    /// runnable gets this error as soon as the supervisor has handled the runnable's return;
+    /// between the return and its handling, calls still act on the incarnation, as in Go.
     ///
     /// # Panics
     ///
@@ -150,7 +165,8 @@ impl Context {
     }
 
     /// A logger at `<dn>.<name>`, reserving `name` so no child can take it (T7). Asking again
-    /// for the same name is fine.
+    /// for the same name is fine. Fails with [`Error::StaleContext`] once this incarnation has
+    /// exited.
     pub fn sub_logger(&self, name: &str) -> Result<Logger, Error> {
         self.shared
             .lock()

@@ -10,14 +10,21 @@ use crate::runnable::Runnable;
 use crate::supervisor::{Options, Supervisor};
 
 /// Runs a runnable as the root of a fresh supervisor with panic propagation and a log recorder
-/// that echoes every line to the (captured) test output (H1, H2). Finish it with [`TestHarness::finish`], which shuts the tree down, waits until no
-/// runnable is live (H4), and re-raises a propagated panic or reports errors returned by the
-/// runnable.
+/// that echoes every line to the (captured) test output (H1, H2). Finish it with
+/// [`TestHarness::finish`], which shuts the tree down, waits until no runnable is live (H4), and
+/// re-raises a propagated panic or reports errors returned by the runnable.
+///
+/// A harness dropped without `finish` (a forgotten call, or an early return) still reports: its
+/// `Drop` shuts the tree down and re-raises a panic already propagated, or panics with the errors
+/// recorded so far (unless the thread is already panicking). It cannot wait for runnables to
+/// exit, so call `finish` to see everything.
 #[derive(Debug)]
+#[must_use = "call `finish().await`, which reports runnable panics and errors"]
 pub struct TestHarness {
     supervisor: Supervisor,
     logs: LogRecorder,
     errors: Arc<Mutex<Vec<String>>>,
+    finished: bool,
 }
 
 impl TestHarness {
@@ -45,9 +52,12 @@ impl TestHarness {
                 let name = name.clone();
                 async move {
                     ctx.logger().info(format!("Starting test {name}..."));
+                    let own = ctx.clone();
                     let res: RunResult = r.call(ctx).await;
                     match res {
-                        Err(e) if !is_canceled(e.as_ref()) => {
+                        // Go: `errors.Is(err, ctx.Err())`, which only holds once the context is
+                        // cancelled.
+                        Err(e) if !(own.is_cancelled() && is_canceled(e.as_ref())) => {
                             let text =
                                 format!("Supervised runnable in harness returned error: {e}");
                             match errors.lock() {
@@ -67,6 +77,7 @@ impl TestHarness {
             supervisor,
             logs,
             errors,
+            finished: false,
         })
     }
 
@@ -86,15 +97,21 @@ impl TestHarness {
     }
 
     /// H4: shut down, wait until no runnable is live (logging the live DNs every 5 s), then
-    /// re-raise a propagated panic, or panic if the runnable returned errors.
+    /// re-raise a propagated panic, or panic if the runnable returned errors. A propagated panic
+    /// is re-raised as soon as it is seen, even while runnables that ignore cancellation are
+    /// still live.
     ///
     /// # Panics
     ///
     /// When a runnable panicked, or the harnessed runnable returned a non-cancellation error.
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
+        self.finished = true;
         self.supervisor.shutdown();
         let mut last_report = Instant::now();
         loop {
+            if let Some(payload) = self.supervisor.take_propagated_panic() {
+                std::panic::resume_unwind(payload);
+            }
             let live = self.supervisor.live_runnables();
             if live.is_empty() {
                 break;
@@ -111,10 +128,32 @@ impl TestHarness {
         if let Some(payload) = self.supervisor.take_propagated_panic() {
             std::panic::resume_unwind(payload);
         }
-        let errors = match self.errors.lock() {
+        let errors = self.errors();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+    }
+
+    fn errors(&self) -> Vec<String> {
+        match self.errors.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
-        };
-        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        }
+    }
+}
+
+impl Drop for TestHarness {
+    fn drop(&mut self) {
+        if self.finished || std::thread::panicking() {
+            return;
+        }
+        self.supervisor.shutdown();
+        if let Some(payload) = self.supervisor.take_propagated_panic() {
+            std::panic::resume_unwind(payload);
+        }
+        let errors = self.errors();
+        assert!(
+            errors.is_empty(),
+            "TestHarness dropped without finish(): {}",
+            errors.join("\n")
+        );
     }
 }

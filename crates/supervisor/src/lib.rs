@@ -36,7 +36,8 @@
 //!
 //! Actors join the tree through [`actor_runnable`]: the actor is spawned when its node starts,
 //! the node signals Healthy once `pre_start` succeeded, dies when the actor fails, panics or is
-//! killed, and the actor is stopped when the node's context is cancelled.
+//! killed, and the actor is stopped when the node's context is cancelled (and killed if it has
+//! not stopped after [`DEFAULT_ACTOR_STOP_TIMEOUT`], see [`actor_runnable_with_stop_timeout`]).
 //!
 //! Restart backoff follows Go's parameters (500 ms, ×1.5, ±50 %, capped at 60 s) unless a
 //! [`RestartPolicy`] says otherwise, e.g. from TOML:
@@ -53,29 +54,48 @@
 //! # Ok::<(), supervisor::PolicyError>(())
 //! ```
 //!
-//! A bad file is rejected with a [`PolicyError`] naming the line and field at fault.
+//! A bad file is rejected with a [`PolicyError`] naming the line and field at fault. Parameters
+//! that would restart a failing runnable in a tight loop are rejected, from TOML and from
+//! [`RestartPolicy::new`]/[`RestartPolicy::with_override`]/[`Backoff::new`] alike
+//! ([`BackoffParams::validate`]): an initial interval below [`MIN_INITIAL_INTERVAL`] (1 ms), a
+//! multiplier that is not a finite number ≥ 1, a randomization factor outside `[0, 1]`, or a
+//! max interval below the initial interval.
 //!
 //! # Performance
 //!
 //! Measured with `cargo bench -p supervisor --bench tree` (release build, 2-core shared build
-//! machine, tokio multi-thread runtime with 2 workers); medians of two runs on 2026-11-26:
+//! machine, tokio multi-thread runtime with 2 workers); medians of two runs on 2026-11-26, and of
+//! a third run after the review fixes (restart latency now measured with a 1 ms initial interval
+//! and a random source that makes the delay zero, since a zero interval is rejected):
 //!
-//! | benchmark | median |
-//! |---|---|
-//! | start a tree of 1,000 runnables until all signalled Healthy | 2.6–3.0 ms |
-//! | start the same tree until the settle detector releases (includes its 51 ms quiet period) | 54.5–55.1 ms |
-//! | restart latency: failure → next incarnation running, zero backoff | 50–61 µs |
+//! | benchmark | median (runs 1–2) | median (run 3) |
+//! |---|---|---|
+//! | start a tree of 1,000 runnables until all signalled Healthy | 2.6–3.0 ms | 2.78 ms |
+//! | start the same tree until the settle detector releases (includes its 51 ms quiet period) | 54.5–55.1 ms | 54.4 ms |
+//! | restart latency: failure → next incarnation running, backoff excluded | 50–61 µs | 60.2 µs |
 //!
 //! # Deviations from the Go supervisor
 //!
 //! * Names containing `.` are rejected (Go accepts them and then mis-resolves DNs, T3).
-//! * Contexts are bound to an incarnation: using one after its node was restarted returns
-//!   [`Error::StaleContext`] instead of acting on the new incarnation or deadlocking (C5).
+//! * Contexts are bound to an incarnation: using one (`run`, `run_group`, `signal`,
+//!   `sub_logger`) once its run's exit was handled returns [`Error::StaleContext`], whether or
+//!   not the node was restarted since, instead of acting on the new incarnation, panicking on a
+//!   "misused" signal or deadlocking (C5, G4). A helper task that outlives its runnable gets
+//!   this error as soon as the runnable's return was handled.
 //! * Runnable contexts cannot be forged, so Go's "non-runnable context" panic (C4) cannot happen.
 //! * A caught panic becomes `panic: <message>`; the stack trace is left to the panic hook.
 //! * With [`Options::propagate_panic`] the first panic shuts the tree down and is kept for
-//!   [`Supervisor::take_propagated_panic`] ([`TestHarness::finish`] re-raises it), instead of
-//!   killing the process.
+//!   [`Supervisor::take_propagated_panic`] / [`Supervisor::propagated_panic`] instead of
+//!   killing the process; the owner must collect and re-raise it. [`TestHarness::finish`]
+//!   re-raises it as soon as it is seen (even while runnables that ignore cancellation are still
+//!   live), and so does dropping a [`TestHarness`] without `finish`.
+//! * The test harness reports a [`Canceled`] error returned while the context is still live as
+//!   an error (as Go's `errors.Is(err, ctx.Err())` does).
+//! * A panicking metrics sink is caught and logged at the supervisor's DN; the transition still
+//!   happens. Should the processor actor stop unexpectedly anyway, the tree is shut down without
+//!   it (every context cancelled, nodes marked Dead as their runnables return), so
+//!   `wait_stopped` does not hang; `wait_settled` then returns [`Error::ShutDown`].
+//! * Supervisor log lines print durations like Go (`0s`, `250ms`, `1m30s`).
 //! * The restart pass runs right after every exit event instead of on a 1 ms tick (GC7), and a
 //!   zero backoff schedules at once instead of through a timer; the
 //!   settle detector releases waiters after 51 ms without events (P3).
@@ -105,8 +125,12 @@ mod supervisor;
 mod token;
 mod tree;
 
-pub use actor::{ActorExit, actor_runnable};
-pub use backoff::{Backoff, BackoffParams, RandomSource, XorShift};
+pub use actor::{
+    ActorExit, DEFAULT_ACTOR_STOP_TIMEOUT, actor_runnable, actor_runnable_with_stop_timeout,
+};
+pub use backoff::{
+    Backoff, BackoffParams, InvalidPolicy, MIN_INITIAL_INTERVAL, RandomSource, XorShift,
+};
 pub use context::Context;
 pub use error::{BoxError, Canceled, Error, RunResult};
 pub use harness::TestHarness;

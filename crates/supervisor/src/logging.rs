@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -160,8 +161,80 @@ impl Logger {
     }
 }
 
+/// Formats a duration like Go's `time.Duration.String`: `0s`, `1.5µs`, `250ms`, `2.53125s`,
+/// `1m30s`, `1h0m0s`.
+pub(crate) fn go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    // Below one second: a single unit with a fraction.
+    let small = [
+        (1_000u128, 1u128, "ns"),
+        (1_000_000, 1_000, "µs"),
+        (1_000_000_000, 1_000_000, "ms"),
+    ];
+    for (limit, unit, name) in small {
+        if nanos < limit {
+            return format!("{}{name}", with_fraction(nanos, unit));
+        }
+    }
+    let secs = nanos / 1_000_000_000;
+    let frac = nanos % 1_000_000_000;
+    let mut out = String::new();
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if secs >= 60 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&with_fraction(s * 1_000_000_000 + frac, 1_000_000_000));
+    out.push('s');
+    out
+}
+
+/// `value / unit` in decimal, without trailing zeros in the fraction (nor a lone `.`).
+fn with_fraction(value: u128, unit: u128) -> String {
+    let whole = value / unit;
+    let rest = value % unit;
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let digits = unit.ilog10() as usize;
+    let frac = format!("{rest:0digits$}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_print_like_go() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::from_nanos(1500), "1.5µs"),
+            (Duration::from_micros(250), "250µs"),
+            (Duration::from_millis(1), "1ms"),
+            (Duration::from_micros(562_500), "562.5ms"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_secs(1), "1s"),
+            (Duration::from_nanos(2_531_250_000), "2.53125s"),
+            (Duration::from_nanos(43_248_779_296), "43.248779296s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_millis(90_500), "1m30.5s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_secs(3723), "1h2m3s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want, "{d:?}");
+        }
+    }
+
     use super::*;
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::backoff::BackoffParams;
+use crate::backoff::{BackoffParams, InvalidPolicy, MIN_INITIAL_INTERVAL};
 use crate::name::is_valid_name;
 
 /// Backoff parameters for every node, with per-DN overrides.
@@ -48,18 +48,31 @@ pub struct PolicyError {
 }
 
 impl RestartPolicy {
-    /// A policy with the given defaults and no overrides.
-    pub fn new(defaults: BackoffParams) -> Self {
-        Self {
+    /// A policy with the given defaults and no overrides. Fails when the parameters do not pass
+    /// [`BackoffParams::validate`] (they would make restarts spin).
+    pub fn new(defaults: BackoffParams) -> Result<Self, InvalidPolicy> {
+        defaults.validate()?;
+        Ok(Self {
             defaults,
             overrides: BTreeMap::new(),
-        }
+        })
     }
 
-    /// Adds (or replaces) the parameters used for the node at `dn`.
-    pub fn with_override(mut self, dn: impl Into<String>, params: BackoffParams) -> Self {
-        self.overrides.insert(dn.into(), params);
-        self
+    /// Adds (or replaces) the parameters used for the node at `dn`. Fails when `dn` is not a
+    /// DN (`root` or `root.<name>...`) or the parameters do not pass
+    /// [`BackoffParams::validate`].
+    pub fn with_override(
+        mut self,
+        dn: impl Into<String>,
+        params: BackoffParams,
+    ) -> Result<Self, InvalidPolicy> {
+        let dn = dn.into();
+        if !is_valid_dn(&dn) {
+            return Err(InvalidPolicy::Dn(dn));
+        }
+        params.validate()?;
+        self.overrides.insert(dn, params);
+        Ok(self)
     }
 
     /// The default parameters.
@@ -137,6 +150,18 @@ impl RawParams {
         if let Some(v) = &self.initial_interval {
             p.initial_interval = parse_duration(v.get_ref())
                 .map_err(|m| error_at(text, v.span().start, field("initial_interval"), m))?;
+            if p.initial_interval < MIN_INITIAL_INTERVAL {
+                return Err(error_at(
+                    text,
+                    v.span().start,
+                    field("initial_interval"),
+                    format!(
+                        "initial_interval must be at least {MIN_INITIAL_INTERVAL:?} (shorter \
+                         intervals restart a failing runnable in a tight loop), got {:?}",
+                        p.initial_interval
+                    ),
+                ));
+            }
         }
         if let Some(v) = &self.max_interval {
             p.max_interval = parse_duration(v.get_ref())
@@ -185,6 +210,15 @@ impl RawParams {
                     p.initial_interval, p.max_interval
                 ),
             ));
+        }
+        // Every check above has a field and a line; this only guards against the two lists of
+        // checks drifting apart.
+        if let Err(e) = p.validate() {
+            let (f, message) = match e {
+                InvalidPolicy::Param { field, message } => (field, message),
+                InvalidPolicy::Dn(dn) => ("", dn),
+            };
+            return Err(error_at(text, 0, field(f), message));
         }
         Ok(p)
     }
@@ -344,6 +378,97 @@ initial_interval = "100ms"
     }
 
     #[test]
+    fn an_initial_interval_below_the_floor_is_rejected_with_line_and_field() {
+        for bad in ["0s", "1ns", "999us"] {
+            let e = RestartPolicy::from_toml_str(&format!(
+                "[defaults]\nmultiplier = 2.0\ninitial_interval = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.line, e.field.as_deref()),
+                (3, Some("defaults.initial_interval")),
+                "{bad}: {e}"
+            );
+            assert!(e.message.contains("at least 1ms"), "{e}");
+            let e = RestartPolicy::from_toml_str(&format!(
+                "[overrides.\"root.a\"]\n\ninitial_interval = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.line, e.field.as_deref()),
+                (3, Some("overrides.\"root.a\".initial_interval")),
+                "{bad}: {e}"
+            );
+        }
+        let p = RestartPolicy::from_toml_str("[defaults]\ninitial_interval = \"1ms\"\n").unwrap();
+        assert_eq!(p.defaults().initial_interval, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn a_nan_or_infinite_number_is_rejected_with_its_field() {
+        for (key, value) in [
+            ("multiplier", "nan"),
+            ("multiplier", "inf"),
+            ("randomization_factor", "nan"),
+        ] {
+            let e = RestartPolicy::from_toml_str(&format!("[defaults]\n{key} = {value}\n"))
+                .unwrap_err();
+            assert_eq!(e.line, 2, "{e}");
+            assert_eq!(e.field, Some(format!("defaults.{key}")));
+        }
+    }
+
+    #[test]
+    fn the_programmatic_constructors_validate_too() {
+        let d = BackoffParams::default();
+        let zero = BackoffParams {
+            initial_interval: Duration::ZERO,
+            ..d
+        };
+        assert!(matches!(
+            RestartPolicy::new(zero),
+            Err(InvalidPolicy::Param {
+                field: "initial_interval",
+                ..
+            })
+        ));
+        let nan = BackoffParams {
+            multiplier: f64::NAN,
+            ..d
+        };
+        assert!(matches!(
+            RestartPolicy::new(nan),
+            Err(InvalidPolicy::Param {
+                field: "multiplier",
+                ..
+            })
+        ));
+        let p = RestartPolicy::new(d).unwrap();
+        assert!(matches!(
+            p.clone().with_override("root.a", zero),
+            Err(InvalidPolicy::Param {
+                field: "initial_interval",
+                ..
+            })
+        ));
+        assert_eq!(
+            p.clone().with_override("devmgr.x", d),
+            Err(InvalidPolicy::Dn("devmgr.x".to_string()))
+        );
+        assert_eq!(
+            p.clone().with_override("root.ABC", d),
+            Err(InvalidPolicy::Dn("root.ABC".to_string()))
+        );
+        let fast = BackoffParams {
+            initial_interval: Duration::from_millis(10),
+            ..d
+        };
+        let p = p.with_override("root.a", fast).unwrap();
+        assert_eq!(p.params_for("root.a"), fast);
+        assert_eq!(p.params_for("root.b"), d);
+    }
+
+    #[test]
     fn an_override_for_an_invalid_dn_is_rejected() {
         let e = RestartPolicy::from_toml_str("[overrides.\"devmgr.x\"]\nmultiplier = 2.0\n")
             .unwrap_err();
@@ -363,6 +488,7 @@ initial_interval = "100ms"
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1ns"), Ok(Duration::from_nanos(1)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("s").is_err());

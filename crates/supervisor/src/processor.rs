@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::context::Context;
 use crate::error::{Canceled, RunResult, is_canceled};
+use crate::logging::go_duration;
 use crate::runnable::{CatchUnwind, call_catching, panic_message};
 use crate::shared::Shared;
 use crate::state::NodeState;
@@ -134,17 +135,19 @@ impl Actor for Processor {
 impl ProcessorState {
     /// R4/S2: start the runnable of a New node with its current context (even if cancelled).
     fn schedule(&mut self, me: &ActorRef<ProcessorMsg>, id: NodeId, incarnation: u64) {
-        let tree = self.shared.lock();
-        let Some(node) = tree.current(id, incarnation) else {
+        let mut tree = self.shared.lock();
+        let dn = tree.dn(id);
+        let Some(node) = tree.node_mut(id).filter(|n| n.incarnation == incarnation) else {
             return;
         };
-        let dn = tree.dn(id);
         if node.state != NodeState::New {
             self.shared
                 .supervisor_log()
                 .error(format!("programming error: scheduled node {dn} not new"));
             return;
         }
+        node.running = true;
+        let node = &*node;
         self.shared.notify(&dn, NodeState::New);
         let ctx = Context::new(
             self.shared.clone(),
@@ -177,11 +180,23 @@ impl ProcessorState {
                         Outcome::Panicked(msg)
                     }
                 };
-                let _ = processor.send_message(ProcessorMsg::Died {
+                // Recorded before telling the processor, so that if the processor is gone by the
+                // time the message would be handled, `shut_down_without_processor` sees it.
+                if let Some(n) = shared
+                    .lock()
+                    .node_mut(id)
+                    .filter(|n| n.incarnation == incarnation)
+                {
+                    n.running = false;
+                }
+                let sent = processor.send_message(ProcessorMsg::Died {
                     id,
                     incarnation,
                     outcome,
                 });
+                if sent.is_err() {
+                    shared.exited_without_processor(id, incarnation);
+                }
             }
             .instrument(span),
         );
@@ -248,9 +263,11 @@ impl ProcessorState {
         } in restarts
         {
             log.info(format!(
-                "rescheduling supervised node {dn} with backoff {delay:?}"
+                "rescheduling supervised node {dn} with backoff {}",
+                go_duration(delay)
             ));
             let processor = me.clone();
+            let shared = self.shared.clone();
             if delay.is_zero() {
                 // Resolve the B6 race right away instead of waiting for a timer tick.
                 let msg = if token.is_cancelled() {
@@ -262,7 +279,9 @@ impl ProcessorState {
                 } else {
                     ProcessorMsg::Schedule { id, incarnation }
                 };
-                let _ = processor.send_message(msg);
+                if processor.send_message(msg).is_err() {
+                    shared.exited_without_processor(id, incarnation);
+                }
                 continue;
             }
             tokio::spawn(async move {
@@ -274,7 +293,9 @@ impl ProcessorState {
                         outcome: Outcome::BackoffCanceled,
                     },
                 };
-                let _ = processor.send_message(msg);
+                if processor.send_message(msg).is_err() {
+                    shared.exited_without_processor(id, incarnation);
+                }
             });
         }
     }

@@ -1,15 +1,17 @@
 //! State shared by the processor, the contexts and the supervisor handle.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use ractor::ActorRef;
+use tokio::sync::Notify;
 
 use crate::logging::{LogRecorder, Logger, SUPERVISOR_DN};
 use crate::metrics::Metrics;
 use crate::processor::ProcessorMsg;
-use crate::runnable::PanicPayload;
+use crate::runnable::{PanicPayload, panic_message};
 use crate::state::NodeState;
-use crate::tree::Tree;
+use crate::tree::{NodeId, Tree};
 
 pub(crate) struct Shared {
     tree: Mutex<Tree>,
@@ -18,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) recorder: Option<LogRecorder>,
     pub(crate) propagate_panic: bool,
     pub(crate) propagated: Mutex<Option<PanicPayload>>,
+    /// Woken when a panic is stored in `propagated`.
+    pub(crate) propagated_notify: Notify,
 }
 
 impl Shared {
@@ -34,6 +38,7 @@ impl Shared {
             recorder,
             propagate_panic,
             propagated: Mutex::new(None),
+            propagated_notify: Notify::new(),
         }
     }
 
@@ -45,10 +50,17 @@ impl Shared {
         }
     }
 
-    /// Sends to every metrics sink (M1–M2). Called with the tree lock held.
+    /// Sends to every metrics sink (M1–M2). Called with the tree lock held. A panicking sink is
+    /// caught and logged: it must not take the processor (or a runnable's `signal`) down with it.
     pub(crate) fn notify(&self, dn: &str, state: NodeState) {
         for m in &self.metrics {
-            m.notify_node_state(dn, state);
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| m.notify_node_state(dn, state)))
+            {
+                self.supervisor_log().error(format!(
+                    "metrics sink panicked on {dn} = {state}: {}",
+                    panic_message(&payload)
+                ));
+            }
         }
     }
 
@@ -60,12 +72,12 @@ impl Shared {
         self.logger(SUPERVISOR_DN)
     }
 
-    pub(crate) fn send(&self, msg: ProcessorMsg) {
-        if let Some(p) = self.processor.get() {
-            // The processor only stops once nothing is live; a failed send means the message is
-            // no longer needed.
-            let _ = p.send_message(msg);
-        }
+    /// Sends to the processor; false when it is gone (stopped after liquidation, or stopped
+    /// unexpectedly).
+    pub(crate) fn send(&self, msg: ProcessorMsg) -> bool {
+        self.processor
+            .get()
+            .is_some_and(|p| p.send_message(msg).is_ok())
     }
 
     pub(crate) fn store_panic(&self, payload: PanicPayload) {
@@ -75,6 +87,43 @@ impl Shared {
         };
         if slot.is_none() {
             *slot = Some(payload);
+        }
+        drop(slot);
+        self.propagated_notify.notify_waiters();
+    }
+
+    pub(crate) fn take_panic(&self) -> Option<PanicPayload> {
+        match self.propagated.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
+    /// Called when a runnable's task ended but the processor could not be told (it is gone):
+    /// marks the incarnation Dead so that nothing waits for it forever.
+    pub(crate) fn exited_without_processor(&self, id: NodeId, incarnation: u64) {
+        let mut tree = self.lock();
+        if let Some(n) = tree.node_mut(id).filter(|n| n.incarnation == incarnation)
+            && n.state.is_live()
+        {
+            n.state = NodeState::Dead;
+        }
+    }
+
+    /// Shuts the tree down without the processor (it stopped unexpectedly, or is stopping):
+    /// cancels every reachable context, refuses new children, and marks Dead every live node
+    /// whose runnable is not running (scheduled, or waiting out backoff), since no processor will
+    /// ever start it. Running runnables mark their node Dead when they return.
+    pub(crate) fn shut_down_without_processor(&self) {
+        let mut tree = self.lock();
+        tree.shut_down = true;
+        for id in tree.reachable() {
+            if let Some(n) = tree.node_mut(id) {
+                n.token.cancel();
+                if n.state.is_live() && !n.running {
+                    n.state = NodeState::Dead;
+                }
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use tokio::sync::oneshot;
 
-use crate::backoff::{Backoff, RandomSource};
+use crate::backoff::{Backoff, RandomSource, XorShift};
 use crate::error::Error;
 use crate::logging::LogRecorder;
 use crate::metrics::Metrics;
@@ -46,8 +46,16 @@ impl Options {
         Self::default()
     }
 
-    /// Do not catch runnable panics (PP2): the first panic shuts the whole tree down and is kept
-    /// for [`Supervisor::take_propagated_panic`] (the test harness re-raises it).
+    /// Do not swallow runnable panics (PP2): the first panic shuts the whole tree down and is
+    /// kept for the owner (Go crashes the process instead).
+    ///
+    /// Nothing re-raises it by itself: the owner must collect it with
+    /// [`Supervisor::take_propagated_panic`] (polling) or await
+    /// [`Supervisor::propagated_panic`], and re-raise it (`std::panic::resume_unwind`). Without
+    /// that, a propagated panic only shows as a shut-down tree. [`TestHarness`] does this for
+    /// tests.
+    ///
+    /// [`TestHarness`]: crate::TestHarness
     pub fn propagate_panic(mut self) -> Self {
         self.propagate_panic = true;
         self
@@ -72,6 +80,10 @@ impl Options {
     }
 
     /// Supplies the random source of each node's backoff (for deterministic tests).
+    ///
+    /// The factory is called once per node when the node is created, while the supervisor's
+    /// tree lock is held: it must not block and must not call back into the supervisor (any
+    /// [`Supervisor`] or [`Context`](crate::Context) method), or it deadlocks.
     pub fn random_source(
         mut self,
         factory: impl Fn() -> Box<dyn RandomSource> + Send + Sync + 'static,
@@ -83,6 +95,7 @@ impl Options {
 
 /// A running supervision tree. Dropping the handle shuts the tree down (like cancelling the
 /// context given to Go's `New`).
+#[must_use = "dropping the Supervisor shuts the tree down at once"]
 pub struct Supervisor {
     shared: Arc<Shared>,
     processor: ActorRef<ProcessorMsg>,
@@ -108,17 +121,32 @@ impl Supervisor {
         } = options;
         let make_backoff = Box::new(move |dn: &str| {
             let params = policy.params_for(dn);
-            match &rng {
-                Some(f) => Backoff::with_rng(params, f()),
-                None => Backoff::new(params),
-            }
+            // The policy validated its parameters when it was built.
+            let rng = match &rng {
+                Some(f) => f(),
+                None => Box::new(XorShift::from_time()),
+            };
+            Backoff::from_valid(params, rng)
         });
         let tree = Tree::new(root.into(), make_backoff);
         let shared = Arc::new(Shared::new(tree, metrics, recorder, propagate_panic));
-        let (processor, _join) = Actor::spawn(None, Processor, shared.clone())
+        let (processor, join) = Actor::spawn(None, Processor, shared.clone())
             .await
             .map_err(|e| Error::Spawn(e.to_string()))?;
         let _ = shared.processor.set(processor.clone());
+        // Watch the processor: it stops by itself only once the tree was shut down and nothing is
+        // live. If it stops otherwise (a bug, or a panic that escaped it), shut the tree down
+        // without it instead of leaving every waiter hanging.
+        let watched = shared.clone();
+        tokio::spawn(async move {
+            let _ = join.await;
+            if watched.lock().any_live() {
+                watched
+                    .supervisor_log()
+                    .error("supervisor processor stopped unexpectedly; shutting the tree down");
+                watched.shut_down_without_processor();
+            }
+        });
         let root_id = shared.lock().root();
         shared.send(ProcessorMsg::Schedule {
             id: root_id,
@@ -130,7 +158,11 @@ impl Supervisor {
     /// Shuts the tree down (K1–K4): every context is cancelled and nothing is restarted or
     /// started any more. Runnables that are still running keep running until they return.
     pub fn shutdown(&self) {
-        let _ = self.processor.send_message(ProcessorMsg::Shutdown);
+        if self.processor.send_message(ProcessorMsg::Shutdown).is_err() {
+            // The processor is gone (normally only after a complete shutdown): cancel whatever
+            // is still reachable directly.
+            self.shared.shut_down_without_processor();
+        }
     }
 
     /// Sorted DNs of every node in New or Healthy (K5).
@@ -138,7 +170,12 @@ impl Supervisor {
         self.shared.lock().live_runnables()
     }
 
-    /// The current state of the node at `dn`, if it exists in the current tree.
+    /// The current state of the node at `dn` in the tree, if it exists in the current tree.
+    ///
+    /// This is the tree's state, not the last state reported to the metrics sinks: a node is
+    /// reset to New as soon as it is picked for a restart, so a Dead node that waits out its
+    /// backoff reads New here (metrics still read Dead until it starts again). After shutdown,
+    /// nodes end Dead here without a metrics report (M2).
     pub fn node_state(&self, dn: &str) -> Option<NodeState> {
         let tree = self.shared.lock();
         tree.find(dn).and_then(|id| tree.node(id)).map(|n| n.state)
@@ -162,11 +199,24 @@ impl Supervisor {
         }
     }
 
-    /// The payload of the first runnable panic when [`Options::propagate_panic`] is set.
+    /// The payload of the first runnable panic when [`Options::propagate_panic`] is set, if one
+    /// happened and was not taken yet.
     pub fn take_propagated_panic(&self) -> Option<PanicPayload> {
-        match self.shared.propagated.lock() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
+        self.shared.take_panic()
+    }
+
+    /// Waits for the first runnable panic when [`Options::propagate_panic`] is set, and takes
+    /// it (pending forever when panics are not propagated or none happens). Typical use: race
+    /// it against the program's main work and `std::panic::resume_unwind` the payload.
+    pub async fn propagated_panic(&self) -> PanicPayload {
+        loop {
+            let notified = self.shared.propagated_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(p) = self.shared.take_panic() {
+                return p;
+            }
+            notified.await;
         }
     }
 }
@@ -174,5 +224,90 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Context;
+    use crate::error::{Canceled, RunResult};
+    use crate::state::Signal;
+    use tokio::sync::mpsc;
+    use tokio::time::timeout;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Should the processor actor die (here: killed), the tree is shut down without it instead of
+    /// leaving runnables uncancelled and `wait_stopped` hanging.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_processor_that_stops_unexpectedly_shuts_the_tree_down() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+        let s = Supervisor::new(
+            move |ctx: Context| {
+                let tx = tx.clone();
+                async move {
+                    ctx.run("y", move |ctx: Context| {
+                        let tx = tx.clone();
+                        async move {
+                            ctx.signal(Signal::Healthy)?;
+                            let _ = tx.send("healthy");
+                            ctx.cancelled().await;
+                            let _ = tx.send("cancelled");
+                            RunResult::Err(Canceled.into())
+                        }
+                    })?;
+                    ctx.signal(Signal::Healthy)?;
+                    ctx.signal(Signal::Done)?;
+                    RunResult::Ok(())
+                }
+            },
+            Options::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(timeout(WAIT, rx.recv()).await.unwrap(), Some("healthy"));
+        s.processor.kill();
+        assert_eq!(timeout(WAIT, rx.recv()).await.unwrap(), Some("cancelled"));
+        timeout(WAIT, s.wait_stopped()).await.unwrap();
+        assert_eq!(s.node_state("root.y"), Some(NodeState::Dead));
+        assert_eq!(s.wait_settled().await, Err(Error::ShutDown));
+        s.shutdown();
+        assert!(s.live_runnables().is_empty());
+    }
+
+    /// `shutdown` cancels directly when the processor is gone (without relying on the watcher).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_without_a_processor_cancels_every_context() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Context>();
+        let s = Supervisor::new(
+            move |ctx: Context| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(ctx.clone());
+                    ctx.cancelled().await;
+                    RunResult::Err(Canceled.into())
+                }
+            },
+            Options::new(),
+        )
+        .await
+        .unwrap();
+        let root = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
+        // Simulate a dead processor for the handle only: a fresh, stopped actor.
+        let (dead, join) = Actor::spawn(None, Processor, s.shared.clone())
+            .await
+            .unwrap();
+        dead.stop(None);
+        join.await.unwrap();
+        let sup = Supervisor {
+            shared: s.shared.clone(),
+            processor: dead,
+        };
+        sup.shutdown();
+        assert!(root.is_cancelled());
+        drop(sup);
+        s.shutdown();
+        timeout(WAIT, s.wait_stopped()).await.unwrap();
     }
 }

@@ -25,6 +25,9 @@ pub(crate) struct Node {
     pub(crate) reserved: BTreeSet<String>,
     pub(crate) state: NodeState,
     pub(crate) signaled_done: bool,
+    /// Whether the runnable of the current incarnation has been started and has not returned
+    /// yet (used only when the processor is gone, see `Shared::shut_down_without_processor`).
+    pub(crate) running: bool,
     pub(crate) backoff: Backoff,
     pub(crate) token: CancelToken,
     /// Bumped on every reset; contexts and processor messages carry it (C5 deviation).
@@ -76,6 +79,7 @@ impl Tree {
                 reserved: BTreeSet::new(),
                 state: NodeState::New,
                 signaled_done: false,
+                running: false,
                 backoff,
                 // C1: the root's context is not derived from anything.
                 token: CancelToken::new(),
@@ -108,10 +112,19 @@ impl Tree {
         self.nodes.get(&id).filter(|n| n.incarnation == incarnation)
     }
 
-    fn current_mut(&mut self, id: NodeId, incarnation: u64) -> Option<&mut Node> {
+    /// The node for `(id, incarnation)` if that incarnation is current and has not exited: the
+    /// view of a context's API calls (C5 deviation). Once the exit of a run was handled, its
+    /// context is stale even before the node is reset, so misuse from a leftover helper task
+    /// gets the same answer whatever the timing.
+    fn running_incarnation(&self, id: NodeId, incarnation: u64) -> Option<&Node> {
+        self.current(id, incarnation)
+            .filter(|n| !n.state.is_exited())
+    }
+
+    fn running_incarnation_mut(&mut self, id: NodeId, incarnation: u64) -> Option<&mut Node> {
         self.nodes
             .get_mut(&id)
-            .filter(|n| n.incarnation == incarnation)
+            .filter(|n| n.incarnation == incarnation && !n.state.is_exited())
     }
 
     /// The DN of a node, computed from the parent chain (T2).
@@ -155,7 +168,7 @@ impl Tree {
         group: Vec<(String, Runnable)>,
     ) -> Result<Vec<NewChild>, Error> {
         let parent = self
-            .current(id, incarnation)
+            .running_incarnation(id, incarnation)
             .ok_or_else(|| Self::stale(incarnation, dn))?;
         if parent.state != NodeState::New {
             return Err(Error::NotNew);
@@ -191,6 +204,7 @@ impl Tree {
                 reserved: BTreeSet::new(),
                 state: NodeState::New,
                 signaled_done: false,
+                running: false,
                 backoff: (self.make_backoff)(&cdn),
                 token: parent_token.child_token(),
                 incarnation: 0,
@@ -222,7 +236,7 @@ impl Tree {
         signal: Signal,
     ) -> Result<Result<(), SignalMisuse>, Error> {
         let stale = Self::stale(incarnation, dn);
-        let node = self.current_mut(id, incarnation).ok_or(stale)?;
+        let node = self.running_incarnation_mut(id, incarnation).ok_or(stale)?;
         let dn = dn.to_string();
         Ok(match signal {
             Signal::Healthy if node.state != NodeState::New => Err(SignalMisuse::Healthy {
@@ -259,7 +273,7 @@ impl Tree {
         name: &str,
     ) -> Result<(), Error> {
         let stale = Self::stale(incarnation, dn);
-        let node = self.current_mut(id, incarnation).ok_or(stale)?;
+        let node = self.running_incarnation_mut(id, incarnation).ok_or(stale)?;
         if node.children.contains_key(name) {
             return Err(Error::NameInUseByChild(name.to_string()));
         }
@@ -414,6 +428,7 @@ impl Tree {
             };
             n.state = NodeState::New;
             n.signaled_done = false;
+            n.running = false;
             n.children.clear();
             n.groups.clear();
             n.reserved.clear();
@@ -452,7 +467,7 @@ mod tests {
     fn tree() -> (Tree, NodeId, NodeId, NodeId) {
         let mut t = Tree::new(
             noop(),
-            Box::new(|_dn| Backoff::with_rng(BackoffParams::default(), Box::new(Zero))),
+            Box::new(|_dn| Backoff::from_valid(BackoffParams::default(), Box::new(Zero))),
         );
         let ab = t
             .run_group(

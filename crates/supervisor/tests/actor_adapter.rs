@@ -5,15 +5,21 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use common::*;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use supervisor::{Context, LogRecorder, NodeState, Options, Severity, Supervisor, actor_runnable};
+use supervisor::{
+    Context, LogRecorder, NodeState, Options, Severity, Supervisor, actor_runnable,
+    actor_runnable_with_stop_timeout,
+};
 use tokio::sync::mpsc;
 
 enum Msg {
     Fail,
     Panic,
+    /// Reports "hanging", then never returns from the handler.
+    Hang,
     Ping(RpcReplyPort<usize>),
 }
 
@@ -53,6 +59,11 @@ impl Actor for Probe {
         match msg {
             Msg::Fail => Err("handler failed".into()),
             Msg::Panic => panic!("handler panicked"),
+            Msg::Hang => {
+                let _ = self.events.send("hanging");
+                std::future::pending::<()>().await;
+                Ok(())
+            }
             Msg::Ping(reply) => {
                 let _ = reply.send(*st);
                 Ok(())
@@ -216,4 +227,45 @@ async fn a_failing_pre_start_kills_the_node_and_is_retried_with_backoff() {
     assert_eq!(got("pre_start", &mut f.events).await, "pre_start");
     f.m.wait_count("root.probe", NodeState::Healthy, 1).await;
     shutdown_and_wait(&f.s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actor_stuck_in_a_handler_is_killed_after_the_stop_timeout() {
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let probe = actor_runnable_with_stop_timeout(
+        Some("adapter-stuck".to_string()),
+        Duration::from_millis(200),
+        move |_ctx: &Context| {
+            (
+                Probe { events: tx.clone() },
+                ProbeArgs {
+                    incarnation: 0,
+                    fail_start: false,
+                },
+            )
+        },
+    );
+    let m = Arc::new(Recording::default());
+    let logs = LogRecorder::new();
+    let s = Supervisor::new(
+        root_running(vec![("probe", probe)]),
+        Options::new().metrics(m.clone()).log_recorder(logs.clone()),
+    )
+    .await
+    .expect("supervisor starts");
+    assert_eq!(got("pre_start", &mut events).await, "pre_start");
+    m.wait_count("root.probe", NodeState::Healthy, 1).await;
+    find("adapter-stuck").send_message(Msg::Hang).unwrap();
+    assert_eq!(got("hanging", &mut events).await, "hanging");
+    // The graceful stop cannot get through the stuck handler; the kill does, so the node exits.
+    shutdown_and_wait(&s).await;
+    assert!(
+        logs.entries_at("root.probe")
+            .iter()
+            .any(|e| e.message.starts_with("actor did not stop within 200ms")),
+        "{:?}",
+        logs.entries_at("root.probe")
+    );
+    // Killed, not stopped: post_stop never ran.
+    assert!(events.try_recv().is_err());
 }

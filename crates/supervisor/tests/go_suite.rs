@@ -134,26 +134,76 @@ async fn panic_is_caught_and_counts_as_a_death() {
     shutdown_and_wait(&s).await;
 }
 
-/// TestMultipleLevelFailure: build deep trees and shut down right away; no panic, no hang, and
-/// every runnable exits.
+/// Like [`spawns_more`], but every level reports on the same `h`/`d` channels (one message per
+/// runnable).
+fn spawns_more_reporting(
+    h: mpsc::UnboundedSender<String>,
+    d: mpsc::UnboundedSender<String>,
+    levels: usize,
+) -> Runnable {
+    Runnable::new(move |ctx: Context| {
+        let (h, d) = (h.clone(), d.clone());
+        async move {
+            if levels > 0 {
+                ctx.run_group([
+                    ("a", spawns_more_reporting(h.clone(), d.clone(), levels - 1)),
+                    ("b", spawns_more_reporting(h.clone(), d.clone(), levels - 1)),
+                ])?;
+            }
+            ctx.signal(Signal::Healthy)?;
+            let _ = h.send(ctx.dn().to_string());
+            ctx.cancelled().await;
+            let _ = d.send(ctx.dn().to_string());
+            Err(Canceled.into())
+        }
+    })
+}
+
+/// TestMultipleLevelFailure: build two deep trees (62 runnables under the root), shut down;
+/// no panic, no error, no hang, and every runnable reports its cancellation and exits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multiple_level_failure_shuts_down_cleanly() {
-    let (h1, _rh1) = mpsc::unbounded_channel();
-    let (d1, _rd1) = mpsc::unbounded_channel();
-    let (h2, _rh2) = mpsc::unbounded_channel();
-    let (d2, _rd2) = mpsc::unbounded_channel();
-    let h = TestHarness::start(root_running(vec![
-        ("one", spawns_more(h1, d1, 4)),
-        ("two", spawns_more(h2, d2, 4)),
-    ]))
+    let (h, mut healthy) = mpsc::unbounded_channel();
+    let (d, mut cancelled) = mpsc::unbounded_channel();
+    let metrics = Arc::new(InMemoryMetrics::new());
+    let harness = TestHarness::start_with(
+        root_running(vec![
+            ("one", spawns_more_reporting(h.clone(), d.clone(), 4)),
+            ("two", spawns_more_reporting(h, d, 4)),
+        ]),
+        Options::new().metrics(metrics.clone()),
+    )
     .await
     .unwrap();
-    let s = h.supervisor();
+    // 2 × (1 + 2 + 4 + 8 + 16) = 62 runnables below the root, all Healthy before the shutdown.
+    let mut up = std::collections::BTreeSet::new();
+    while up.len() < 62 {
+        up.insert(got("a runnable healthy", &mut healthy).await);
+    }
+    let s = harness.supervisor();
+    eventually(
+        "the root and the 62 runnables reported Healthy or Done",
+        || {
+            let dns = metrics.dns();
+            dns.len() == 63
+                && dns.iter().all(|(dn, st)| {
+                    st.state == NodeState::Healthy || (dn == "root" && st.state == NodeState::Done)
+                })
+        },
+    )
+    .await;
+    assert_eq!(s.live_runnables().len(), 62);
+    assert!(s.live_runnables().contains(&"root.two.b.b.b.b".to_string()));
     s.shutdown();
+    let mut down = std::collections::BTreeSet::new();
+    while down.len() < 62 {
+        down.insert(got("a runnable cancelled", &mut cancelled).await);
+    }
+    assert_eq!(down, up);
     within("all runnables to exit", s.wait_stopped()).await;
     assert!(s.live_runnables().is_empty());
     // No runnable panicked and none returned a real error: finish re-raises either.
-    h.finish().await;
+    harness.finish().await;
 }
 
 /// TestBackoff: the delay grows over consecutive deaths and resets after Healthy.
@@ -206,17 +256,21 @@ async fn cancel_restart_cancels_the_child_backoff_wait() {
     let (release_tx, release) = channel::<()>();
     let (running_tx, mut running) = mpsc::unbounded_channel::<()>();
     let (inner_release_tx, inner_release) = channel::<()>();
+    let inner_runs = Arc::new(AtomicUsize::new(0));
     let root = {
         let release = release.clone();
         let inner_release = inner_release.clone();
+        let inner_runs = inner_runs.clone();
         Runnable::new(move |ctx: Context| {
             let (release, inner_release) = (release.clone(), inner_release.clone());
             let running_tx = running_tx.clone();
+            let inner_runs = inner_runs.clone();
             async move {
                 let _ = running_tx.send(());
                 step(&ctx, &release).await?;
                 ctx.run("inner", move |ctx: Context| {
                     let inner_release = inner_release.clone();
+                    inner_runs.fetch_add(1, Ordering::SeqCst);
                     async move {
                         step(&ctx, &inner_release).await?;
                         RunResult::Err("inner fails".into())
@@ -227,21 +281,34 @@ async fn cancel_restart_cancels_the_child_backoff_wait() {
             }
         })
     };
-    // r = 0: the root's own first backoff is 250 ms, well inside the 1 s bound.
-    let h = TestHarness::start_with(root, Options::new().random_source(|| Box::new(Fixed(0.0))))
-        .await
-        .unwrap();
+    // r = 0: the root's own first backoff is 250 ms, well inside the 1 s bound, while inner's is
+    // 5 s (10 s · 0.5): without the cancellable backoff wait (B6) the root could only restart
+    // after inner's wait ended, and inner would run a second time.
+    let policy = supervisor::RestartPolicy::from_toml_str(
+        "[overrides.\"root.inner\"]\ninitial_interval = \"10s\"\nmax_interval = \"60s\"\n",
+    )
+    .unwrap();
+    let metrics = Arc::new(Recording::default());
+    let h = TestHarness::start_with(
+        root,
+        Options::new()
+            .random_source(|| Box::new(Fixed(0.0)))
+            .restart_policy(policy)
+            .metrics(metrics.clone()),
+    )
+    .await
+    .unwrap();
     got("root running", &mut running).await;
     release_tx.send(()).unwrap();
     inner_release_tx.send(()).unwrap();
     let s = h.supervisor();
-    // inner is now dead and waiting out its backoff (250 ms).
+    // inner is now dead and waiting out its backoff (5 s).
     eventually("inner in backoff", || {
         s.node_state("root.inner") == Some(NodeState::New)
-            && h.logs().entries().iter().any(|e| {
-                e.message
-                    .starts_with("rescheduling supervised node root.inner")
-            })
+            && h.logs()
+                .entries()
+                .iter()
+                .any(|e| e.message == "rescheduling supervised node root.inner with backoff 5s")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -253,9 +320,22 @@ async fn cancel_restart_cancels_the_child_backoff_wait() {
         "{:?}",
         start.elapsed()
     );
-    // The harness records the root's two errors; that is expected here, so shut down directly.
-    s.shutdown();
-    within("stop", s.wait_stopped()).await;
+    // inner's backoff wait was cancelled: it ran once, and ended Canceled without a new start.
+    assert_eq!(inner_runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        metrics.states("root.inner"),
+        [NodeState::New, NodeState::Dead, NodeState::Canceled]
+    );
+    // The harness recorded the root's and inner's errors, as expected here: finish reports them.
+    let err = within("finish", tokio::spawn(h.finish()))
+        .await
+        .expect_err("finish reports the recorded errors");
+    let payload = err.into_panic();
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(msg.contains("returned error: root fails"), "{msg}");
 }
 
 /// TestDoneDelay: a Done-signalled child is not exited until it returns; its success after
@@ -263,6 +343,7 @@ async fn cancel_restart_cancels_the_child_backoff_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn done_delay_keeps_the_node_live_until_it_returns() {
     let (go_tx, go) = channel::<()>();
+    let (inner_go_tx, inner_go) = channel::<()>();
     let (inner_done_tx, mut inner_done) = mpsc::unbounded_channel::<()>();
     let (started_tx, mut started) = mpsc::unbounded_channel::<usize>();
     let incarnations = Arc::new(AtomicUsize::new(0));
@@ -271,6 +352,7 @@ async fn done_delay_keeps_the_node_live_until_it_returns() {
         let incarnations = incarnations.clone();
         Runnable::new(move |ctx: Context| {
             let go = go.clone();
+            let inner_go = inner_go.clone();
             let inner_done_tx = inner_done_tx.clone();
             let n = incarnations.fetch_add(1, Ordering::SeqCst);
             let _ = started_tx.send(n);
@@ -280,15 +362,14 @@ async fn done_delay_keeps_the_node_live_until_it_returns() {
                     ctx.cancelled().await;
                     return Err(Canceled.into());
                 }
-                let inner_go = go.clone();
                 ctx.run("inner", move |ctx: Context| {
                     let go = inner_go.clone();
                     let inner_done_tx = inner_done_tx.clone();
                     async move {
                         ctx.signal(Signal::Healthy)?;
                         ctx.signal(Signal::Done)?;
+                        // Ignores the cancellation: returns only on the test's go-ahead.
                         recv(&go).await;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
                         let _ = inner_done_tx.send(());
                         RunResult::Ok(())
                     }
@@ -306,8 +387,7 @@ async fn done_delay_keeps_the_node_live_until_it_returns() {
         metrics.state("root.inner") == Some(NodeState::Healthy)
     })
     .await;
-    // One go-ahead for inner, one for the root.
-    go_tx.send(()).unwrap();
+    // The root fails; inner keeps running until its own go-ahead.
     go_tx.send(()).unwrap();
     eventually("root dead", || {
         metrics.state("root") == Some(NodeState::Dead)
@@ -315,6 +395,10 @@ async fn done_delay_keeps_the_node_live_until_it_returns() {
     .await;
     // While inner still runs (it signalled Done), it is live, and the root cannot restart.
     assert_eq!(s.node_state("root.inner"), Some(NodeState::Healthy));
+    assert_eq!(metrics.state("root.inner"), Some(NodeState::Healthy));
+    assert_eq!(s.live_runnables(), ["root.inner"]);
+    assert!(started.try_recv().is_err(), "the root restarted early");
+    inner_go_tx.send(()).unwrap();
     got("inner returned", &mut inner_done).await;
     eventually("inner done", || {
         metrics.state("root.inner") == Some(NodeState::Done)
@@ -443,7 +527,10 @@ async fn resilience_misbehaving_runnables_do_not_affect_an_unrelated_group() {
             RunResult::Ok(())
         }
     });
-    let s = Supervisor::new(root, Options::new()).await.unwrap();
+    let m = Arc::new(Recording::default());
+    let s = Supervisor::new(root, Options::new().metrics(m.clone()))
+        .await
+        .unwrap();
     let ping = || async {
         let (tx, rx) = tokio::sync::oneshot::channel();
         ping_tx.send(tx).unwrap();
@@ -462,9 +549,12 @@ async fn resilience_misbehaving_runnables_do_not_affect_an_unrelated_group() {
         one_sibling.send(RcCmd::Panic);
     }
     ping().await;
-    // The misbehaving runnables kept misbehaving in their own groups.
-    let log_dead = |dn: &str| s.node_state(dn).is_some();
-    assert!(log_dead("root.two") && log_dead("root.three") && log_dead("root.five.r1"));
+    // The misbehaving runnables kept misbehaving (and being restarted) in their own groups.
+    m.wait_count("root.two", NodeState::Dead, 2).await;
+    m.wait_count("root.three", NodeState::Dead, 2).await;
+    assert!(s.node_state("root.five.r1").is_some());
+    assert!(s.node_state("root.five.r2").is_some());
+    assert_eq!(m.first_exit("root.two").await, NodeState::Dead);
     // After shutdown everything exits except `four`, which ignores cancellation (K6).
     s.shutdown();
     eventually("only four left", || s.live_runnables() == ["root.four"]).await;

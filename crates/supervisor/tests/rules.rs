@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -260,7 +261,7 @@ async fn success_without_done_on_a_live_context_is_dead_and_cancels_the_sibling(
         wait_rescheduled(&f.logs, "root.quitter", 1).await,
         ["250ms"]
     );
-    assert_eq!(wait_rescheduled(&f.logs, "root.sibling", 1).await, ["0ns"]);
+    assert_eq!(wait_rescheduled(&f.logs, "root.sibling", 1).await, ["0s"]);
     shutdown_and_wait(&f.s).await;
 }
 
@@ -672,13 +673,13 @@ async fn a_canceled_sibling_restarts_without_delay_and_its_backoff_does_not_adva
     a.wait_state(NodeState::New).await;
     b.send(RcCmd::Die);
     f.m.wait_count("root.a", NodeState::Canceled, 1).await;
-    assert_eq!(wait_rescheduled(&f.logs, "root.a", 1).await, ["0ns"]);
+    assert_eq!(wait_rescheduled(&f.logs, "root.a", 1).await, ["0s"]);
     a.wait_state(NodeState::New).await;
     // a's own first death uses the first range: the Canceled restart did not consume backoff.
     a.send(RcCmd::Die);
     assert_eq!(
         wait_rescheduled(&f.logs, "root.a", 2).await,
-        ["0ns", "250ms"]
+        ["0s", "250ms"]
     );
     shutdown_and_wait(&f.s).await;
 }
@@ -740,12 +741,15 @@ async fn shutdown_cancels_everything_and_restarts_nothing() {
         Options::new()
             .metrics(m.clone())
             .log_recorder(logs.clone())
-            .restart_policy(supervisor::RestartPolicy::new(supervisor::BackoffParams {
-                initial_interval: Duration::from_secs(30),
-                max_interval: Duration::from_secs(60),
-                randomization_factor: 0.0,
-                multiplier: 1.5,
-            })),
+            .restart_policy(
+                supervisor::RestartPolicy::new(supervisor::BackoffParams {
+                    initial_interval: Duration::from_secs(30),
+                    max_interval: Duration::from_secs(60),
+                    randomization_factor: 0.0,
+                    multiplier: 1.5,
+                })
+                .expect("valid parameters"),
+            ),
     )
     .await
     .unwrap();
@@ -1095,4 +1099,292 @@ async fn a_derived_token_follows_the_context_but_cannot_cancel_it() {
     f.s.shutdown();
     assert_eq!(got("after shutdown", &mut rx).await, (true, true));
     within("stop", f.s.wait_stopped()).await;
+}
+
+// ---- Review fixes: metrics sink panics, harness reporting, stale contexts ---------------------
+
+/// A recording sink that panics when `root.x` is reported Dead.
+struct PanicsOnDead(Arc<Recording>);
+
+impl supervisor::Metrics for PanicsOnDead {
+    fn notify_node_state(&self, dn: &str, state: NodeState) {
+        supervisor::Metrics::notify_node_state(self.0.as_ref(), dn, state);
+        if dn == "root.x" && state == NodeState::Dead {
+            panic!("metrics sink exploded");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_metrics_sink_neither_stops_restarts_nor_shutdown() {
+    quiet_runnable_panics();
+    let (cancelled_tx, mut cancelled) = mpsc::unbounded_channel::<&'static str>();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let x = Runnable::new(move |ctx: Context| {
+        let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if attempt == 0 {
+                return RunResult::Err("x fails once".into());
+            }
+            ctx.signal(Signal::Healthy)?;
+            ctx.cancelled().await;
+            RunResult::Err(Canceled.into())
+        }
+    });
+    let y = Runnable::new(move |ctx: Context| {
+        let cancelled_tx = cancelled_tx.clone();
+        async move {
+            ctx.signal(Signal::Healthy)?;
+            ctx.cancelled().await;
+            let _ = cancelled_tx.send("y cancelled");
+            RunResult::Err(Canceled.into())
+        }
+    });
+    let root = Runnable::new(move |ctx: Context| {
+        let (x, y) = (x.clone(), y.clone());
+        async move {
+            ctx.run("x", x)?;
+            ctx.run("y", y)?;
+            ctx.signal(Signal::Healthy)?;
+            ctx.signal(Signal::Done)?;
+            RunResult::Ok(())
+        }
+    });
+    let rec = Arc::new(Recording::default());
+    let logs = LogRecorder::new();
+    let s = Supervisor::new(
+        root,
+        Options::new()
+            .metrics(Arc::new(PanicsOnDead(rec.clone())))
+            .log_recorder(logs.clone())
+            .random_source(|| Box::new(Fixed(0.0))),
+    )
+    .await
+    .unwrap();
+    // x died (the sink panicked on it) and was still restarted.
+    rec.wait_count("root.x", NodeState::Healthy, 1).await;
+    assert_eq!(
+        rec.states("root.x"),
+        [
+            NodeState::New,
+            NodeState::Dead,
+            NodeState::New,
+            NodeState::Healthy
+        ]
+    );
+    assert!(
+        logs.entries_at(SUPERVISOR_DN).iter().any(|e| e.message
+            == "metrics sink panicked on root.x = NODE_STATE_DEAD: metrics sink exploded"
+            && e.severity == Severity::Error),
+        "{:?}",
+        logs.entries_at(SUPERVISOR_DN)
+    );
+    within("settle", s.wait_settled()).await.unwrap();
+    s.shutdown();
+    assert_eq!(got("y cancelled", &mut cancelled).await, "y cancelled");
+    within("all runnables to exit", s.wait_stopped()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_reraises_a_panic_while_a_runnable_still_ignores_cancellation() {
+    quiet_runnable_panics();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stubborn_tx, mut stubborn_running) = mpsc::unbounded_channel::<()>();
+    let stubborn = {
+        let stop = stop.clone();
+        Runnable::new(move |_ctx: Context| {
+            let (stop, stubborn_tx) = (stop.clone(), stubborn_tx.clone());
+            async move {
+                let _ = stubborn_tx.send(());
+                // Ignores cancellation until the test lets it go.
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                RunResult::Err(Canceled.into())
+            }
+        })
+    };
+    let (go_tx, go) = channel::<()>();
+    let bad = Runnable::new(move |_ctx: Context| {
+        let go = go.clone();
+        async move {
+            recv(&go).await;
+            panic!("boom beside a stubborn one")
+        }
+    });
+    let h = TestHarness::start(root_running(vec![("stubborn", stubborn), ("bad", bad)]))
+        .await
+        .unwrap();
+    got("stubborn running", &mut stubborn_running).await;
+    go_tx.send(()).unwrap();
+    let err = within("finish to re-raise the panic", tokio::spawn(h.finish()))
+        .await
+        .expect_err("finish must re-raise the panic");
+    let payload = err.into_panic();
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"boom beside a stubborn one")
+    );
+    stop.store(true, Ordering::SeqCst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_harness_without_finish_reraises_the_panic() {
+    quiet_runnable_panics();
+    let h = TestHarness::start(root_running(vec![(
+        "bad",
+        Runnable::new(|_ctx: Context| async move { panic!("dropped boom") }),
+    )]))
+    .await
+    .unwrap();
+    let s = h.supervisor();
+    eventually("the panic to shut the tree down", || {
+        s.node_state("root.bad") == Some(NodeState::Dead) && s.live_runnables().is_empty()
+    })
+    .await;
+    let err = tokio::spawn(async move { drop(h) })
+        .await
+        .expect_err("dropping must re-raise the panic");
+    assert_eq!(
+        err.into_panic().downcast_ref::<&str>(),
+        Some(&"dropped boom")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_harness_without_finish_reports_errors() {
+    let h =
+        TestHarness::start(|_ctx: Context| async move { RunResult::Err("dropped failure".into()) })
+            .await
+            .unwrap();
+    within(
+        "the root to die",
+        h.logs()
+            .wait_for(|e| e.dn == "root" && e.severity == Severity::Fatal),
+    )
+    .await;
+    let err = tokio::spawn(async move { drop(h) })
+        .await
+        .expect_err("dropping must report the error");
+    let payload = err.into_panic();
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("TestHarness dropped without finish()")
+            && msg.contains("returned error: dropped failure"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_reports_a_canceled_error_returned_while_the_context_is_live() {
+    let h = TestHarness::start(|_ctx: Context| async move { RunResult::Err(Canceled.into()) })
+        .await
+        .unwrap();
+    within(
+        "the root to die",
+        h.logs()
+            .wait_for(|e| e.dn == "root" && e.severity == Severity::Fatal),
+    )
+    .await;
+    let err = tokio::spawn(h.finish())
+        .await
+        .expect_err("finish must report the error");
+    let payload = err.into_panic();
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        msg.contains("Supervised runnable in harness returned error: context canceled"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_propagated_panic_can_be_awaited() {
+    quiet_runnable_panics();
+    let s = Supervisor::new(
+        root_running(vec![(
+            "bad",
+            Runnable::new(|_ctx: Context| async move { panic!("awaited boom") }),
+        )]),
+        Options::new().propagate_panic(),
+    )
+    .await
+    .unwrap();
+    let payload = within("the panic", s.propagated_panic()).await;
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"awaited boom"));
+    assert!(s.take_propagated_panic().is_none(), "taken once");
+    within("all runnables to exit", s.wait_stopped()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_whose_run_has_exited_is_stale_even_before_a_restart() {
+    let (ctx_tx, mut ctxs) = mpsc::unbounded_channel::<Context>();
+    let target = Runnable::new(move |ctx: Context| {
+        let ctx_tx = ctx_tx.clone();
+        async move {
+            // A "helper" keeps a clone past the end of the run.
+            let _ = ctx_tx.send(ctx.clone());
+            ctx.signal(Signal::Healthy)?;
+            ctx.signal(Signal::Done)?;
+            RunResult::Ok(())
+        }
+    });
+    let f = start(root_running(vec![("target", target)])).await;
+    let kept = got("the context", &mut ctxs).await;
+    // Done: exited, and never restarted (nothing cancels it).
+    f.m.wait_count("root.target", NodeState::Done, 1).await;
+    let stale = Error::StaleContext {
+        dn: "root.target".into(),
+        incarnation: 0,
+    };
+    assert_eq!(kept.signal(Signal::Healthy), Err(stale.clone()));
+    assert_eq!(kept.signal(Signal::Done), Err(stale.clone()));
+    assert_eq!(kept.run("x", waits_for_cancel()), Err(stale.clone()));
+    assert_eq!(kept.sub_logger("log").map(|_| ()), Err(stale));
+    assert_eq!(f.s.node_state("root.target"), Some(NodeState::Done));
+    assert_eq!(f.s.node_state("root.target.x"), None);
+    shutdown_and_wait(&f.s).await;
+}
+
+/// A plain closure (not a `Runnable`) that reports `msg` and is Done.
+fn reporter(
+    tx: mpsc::UnboundedSender<&'static str>,
+    msg: &'static str,
+) -> impl Fn(Context) -> std::pin::Pin<Box<dyn Future<Output = RunResult> + Send>> + Send + Sync + 'static
+{
+    move |ctx: Context| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.send(msg);
+            ctx.signal(Signal::Healthy)?;
+            ctx.signal(Signal::Done)?;
+            RunResult::Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_group_accepts_closures_directly() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let f = start(Runnable::new(move |ctx: Context| {
+        let tx = tx.clone();
+        async move {
+            ctx.run_group([("a", reporter(tx.clone(), "a")), ("b", reporter(tx, "b"))])?;
+            ctx.signal(Signal::Healthy)?;
+            ctx.signal(Signal::Done)?;
+            RunResult::Ok(())
+        }
+    }))
+    .await;
+    let mut seen = vec![got("a", &mut rx).await, got("b", &mut rx).await];
+    seen.sort();
+    assert_eq!(seen, ["a", "b"]);
+    f.m.wait_count("root.b", NodeState::Done, 1).await;
+    f.m.wait_count("root.a", NodeState::Done, 1).await;
+    shutdown_and_wait(&f.s).await;
 }

@@ -19,9 +19,9 @@ pub fn quiet_runnable_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let worker = std::thread::current()
-                .name()
-                .is_some_and(|n| n.starts_with("tokio-runtime-worker"));
+            let worker = std::thread::current().name().is_some_and(|n| {
+                n.starts_with("tokio-runtime-worker") || n.starts_with("tokio-rt-worker")
+            });
             if worker {
                 eprintln!("runnable panicked (caught by the supervisor): {info}");
             } else {
