@@ -757,6 +757,9 @@ async fn shutdown_cancels_everything_and_restarts_nothing() {
     // in_backoff now waits out its 30 s backoff.
     assert_eq!(wait_rescheduled(&logs, "root.in_backoff", 1).await, ["30s"]);
     m.wait_count("root.lingerer", NodeState::New, 1).await;
+    // The reporter sends its context before it signals Healthy: wait for that metric too, or
+    // it could land after the snapshot below.
+    m.wait_count("root.reporter", NodeState::Healthy, 1).await;
     let events_before = m.events().len();
     let reschedules_before = logs
         .entries()
