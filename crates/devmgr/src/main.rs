@@ -1,18 +1,235 @@
-//! The `devmgr` command line. No command is implemented yet (issue #8): it answers `--help`
-//! and `--version`, and otherwise says so and exits with status 2.
+//! The `devmgr` command line. Implemented so far: `devmgr resolve MODALIAS…` (issue #6), which
+//! prints the module load plan of modaliases in the form of `modprobe --show-depends`.
+//! Without a command it says that nothing else is implemented yet (issue #8) and exits with
+//! status 2.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use kmod_loader::{Resolver, ResolverOptions, Step};
 
 /// A Linux device manager: listens to kernel uevents, replays existing devices and loads the
 /// kernel modules they need.
 #[derive(Parser)]
 #[command(version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what would be loaded for each MODALIAS, like `modprobe --show-depends`:
+    /// `insmod PATH OPTIONS` per module file, `builtin NAME` for builtin modules,
+    /// `install COMMAND` for refused install commands. Nothing is loaded or executed.
+    Resolve(ResolveArgs),
+}
+
+#[derive(clap::Args)]
+struct ResolveArgs {
+    /// Root directory prefix of the module directory (like `modprobe -d`).
+    #[arg(short = 'd', long = "dirname", default_value = "/")]
+    root: PathBuf,
+    /// Kernel version (like `modprobe -S`); default: the running kernel.
+    #[arg(short = 'S', long = "set-version")]
+    kernel: Option<String>,
+    /// The module directory itself; overrides --dirname and --set-version.
+    #[arg(long = "dir")]
+    dir: Option<PathBuf>,
+    /// modprobe.d directory or file, repeatable (like `modprobe -C`); default: libkmod's
+    /// directories (/etc/modprobe.d, /run/modprobe.d, /usr/local/lib/modprobe.d,
+    /// /usr/lib/modprobe.d, /lib/modprobe.d).
+    #[arg(short = 'C', long = "config")]
+    config: Vec<PathBuf>,
+    /// Kernel command line file for `modprobe.blacklist=` and `module.param=`.
+    #[arg(long, default_value = "/proc/cmdline")]
+    cmdline: PathBuf,
+    /// Ignore the kernel command line.
+    #[arg(long, conflicts_with = "cmdline")]
+    no_cmdline: bool,
+    /// The modaliases (or module names) to resolve.
+    #[arg(required = true, value_name = "MODALIAS")]
+    modaliases: Vec<String>,
+}
+
+fn module_dir(args: &ResolveArgs) -> PathBuf {
+    if let Some(dir) = &args.dir {
+        return dir.clone();
+    }
+    let kernel = args.kernel.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    });
+    args.root.join(Path::new("lib/modules")).join(kernel)
+}
+
+/// Resolves every modalias, writing plan lines to `out` and diagnostics to `err`. Returns
+/// whether every modalias resolved to something.
+fn resolve(
+    args: &ResolveArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> std::io::Result<bool> {
+    let defaults = ResolverOptions::default();
+    let options = ResolverOptions {
+        module_dir: module_dir(args),
+        config_dirs: if args.config.is_empty() {
+            defaults.config_dirs
+        } else {
+            args.config.clone()
+        },
+        cmdline: (!args.no_cmdline).then(|| args.cmdline.clone()),
+    };
+    let resolver = match Resolver::load(options) {
+        Ok(r) => r,
+        Err(e) => {
+            writeln!(err, "devmgr: {e}")?;
+            return Ok(false);
+        }
+    };
+    let mut ok = true;
+    for modalias in &args.modaliases {
+        let plan = match resolver.plan(modalias) {
+            Ok(plan) => plan,
+            Err(e) => {
+                writeln!(err, "devmgr: {modalias}: {e}")?;
+                ok = false;
+                continue;
+            }
+        };
+        if plan.lookup.modules.is_empty() {
+            writeln!(
+                err,
+                "devmgr: {modalias}: no module found in {}",
+                resolver.index().dir().display()
+            )?;
+            ok = false;
+        }
+        for module in &plan.blacklisted {
+            writeln!(err, "devmgr: {modalias}: {module} is blacklisted")?;
+        }
+        for step in &plan.steps {
+            match step {
+                Step::InstallRefused { module, .. } => writeln!(
+                    err,
+                    "devmgr: {modalias}: {module} has an install command; refused (never executed)"
+                )?,
+                Step::NotFound { module } => writeln!(
+                    err,
+                    "devmgr: {modalias}: {module} is neither a module file nor builtin"
+                )?,
+                Step::Insert { .. } | Step::Builtin { .. } => {}
+            }
+            if let Some(line) = step.show_depends_line() {
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    Ok(ok)
+}
 
 fn main() -> ExitCode {
-    let Cli {} = Cli::parse();
-    eprintln!("devmgr: no command is implemented yet; see `devmgr --help`");
-    ExitCode::from(2)
+    match Cli::parse().command {
+        Some(Command::Resolve(args)) => {
+            match resolve(
+                &args,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            ) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("devmgr: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        None => {
+            eprintln!(
+                "devmgr: no command given; only `devmgr resolve` is implemented so far (see `devmgr --help`)"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(dir: &Path, config: &Path, aliases: &[&str]) -> (bool, String, String) {
+        let mut argv = vec![
+            "devmgr".to_owned(),
+            "resolve".to_owned(),
+            "--dir".to_owned(),
+        ];
+        argv.push(dir.display().to_string());
+        argv.extend([
+            "-C".to_owned(),
+            config.display().to_string(),
+            "--no-cmdline".to_owned(),
+        ]);
+        argv.extend(aliases.iter().map(|a| (*a).to_owned()));
+        let Some(Command::Resolve(args)) = Cli::try_parse_from(argv).expect("parse").command else {
+            panic!("not the resolve command");
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let ok = resolve(&args, &mut out, &mut err).expect("write");
+        (
+            ok,
+            String::from_utf8(out).expect("utf8"),
+            String::from_utf8(err).expect("utf8"),
+        )
+    }
+
+    #[test]
+    fn resolve_prints_plans_like_modprobe_show_depends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("modules.dep"),
+            "kernel/igb.ko.xz: kernel/dca.ko.xz\nkernel/dca.ko.xz:\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("modules.alias"),
+            "alias pci:v00008086d00001533* igb\n",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("modules.builtin"), "kernel/ext4.ko\n").expect("write");
+        std::fs::write(conf.path().join("o.conf"), "options igb x=1\n").expect("write");
+        let (ok, out, err) = run(
+            dir.path(),
+            conf.path(),
+            &["pci:v00008086d00001533sv0", "ext4"],
+        );
+        assert!(ok, "{err}");
+        let d = dir.path().display();
+        assert_eq!(
+            out,
+            format!(
+                "insmod {d}/kernel/dca.ko.xz \ninsmod {d}/kernel/igb.ko.xz x=1 \nbuiltin ext4\n"
+            )
+        );
+        let (ok, out, err) = run(dir.path(), conf.path(), &["usb:nothing"]);
+        assert!(!ok);
+        assert!(out.is_empty());
+        assert!(err.contains("usb:nothing: no module found"), "{err}");
+    }
+
+    #[test]
+    fn the_module_directory_follows_dirname_and_set_version() {
+        let Some(Command::Resolve(args)) =
+            Cli::try_parse_from(["devmgr", "resolve", "-d", "/root", "-S", "6.1.0", "x"])
+                .expect("parse")
+                .command
+        else {
+            panic!("not the resolve command");
+        };
+        assert_eq!(module_dir(&args), PathBuf::from("/root/lib/modules/6.1.0"));
+    }
 }
