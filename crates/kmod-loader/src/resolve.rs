@@ -357,10 +357,7 @@ impl Resolver {
                 plan.blacklisted.push(m.name.clone());
                 continue;
             }
-            let mut steps = Vec::new();
-            let mut visited = HashSet::new();
-            self.probe(m, None, &mut visited, &mut steps, 0)?;
-            for step in steps {
+            for step in self.probe_steps(m)? {
                 if !plan.steps.iter().any(|s| s.module() == step.module()) {
                     plan.steps.push(step);
                 }
@@ -369,6 +366,15 @@ impl Resolver {
         debug!(modalias, source = ?lookup.source, steps = plan.steps.len(), "planned");
         plan.lookup = lookup;
         Ok(plan)
+    }
+
+    /// The probe list of one found module (its softdeps, dependencies and itself, in load
+    /// order), as [`Resolver::plan`] builds it before merging the modules of an alias.
+    pub(crate) fn probe_steps(&self, m: &ModuleRef) -> Result<Vec<Step>, ResolveError> {
+        let mut steps = Vec::new();
+        let mut visited = HashSet::new();
+        self.probe(m, None, &mut visited, &mut steps, 0)?;
+        Ok(steps)
     }
 
     /// libkmod's `__kmod_module_get_probe_list`.

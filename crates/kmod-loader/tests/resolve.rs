@@ -310,3 +310,64 @@ fn default_options_point_at_the_running_kernel() {
     assert_eq!(o.cmdline, Some(PathBuf::from("/proc/cmdline")));
     assert_eq!(o.config_dirs[0], PathBuf::from("/etc/modprobe.d"));
 }
+
+#[test]
+fn module_plans_give_one_plan_per_found_module_with_softdeps_marked_soft() {
+    let f = fixture("softdep igb pre: pcspkr\n");
+    let r = resolver(&f, "blacklist uhci_hcd\n", "");
+    let plans = r
+        .module_plans("pci:v00008086d00001533sv00001028sd00000000bc02sc00i00")
+        .expect("plans");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].target, "igb");
+    let steps: Vec<(&str, bool)> = plans[0]
+        .steps
+        .iter()
+        .map(|s| (s.module.as_str(), s.soft))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("i2c_algo_bit", false),
+            ("dca", false),
+            ("pcspkr", true),
+            ("igb", false)
+        ]
+    );
+    assert!(plans[0].steps.iter().all(|s| s.path.is_some()));
+
+    // Two modules match this CPU: two independent plans, in libkmod's order.
+    let cpu = "cpu:type:x86,ven0000fam0006mod003F:feature:,0080,0081";
+    let targets: Vec<String> = r
+        .module_plans(cpu)
+        .expect("plans")
+        .into_iter()
+        .map(|p| p.target)
+        .collect();
+    let merged: Vec<String> = r
+        .plan(cpu)
+        .expect("plan")
+        .steps
+        .iter()
+        .map(|s| s.module().to_owned())
+        .collect();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(
+        targets, merged,
+        "same modules, same order as the merged plan"
+    );
+
+    // Blacklisted through an alias: no plan; builtin: a plan with nothing to load.
+    assert!(
+        r.module_plans("pci:v00008086d00002934sv00000000sd00000000bc0Csc03i00")
+            .expect("plans")
+            .is_empty()
+    );
+    let builtin = r.module_plans("ext4").expect("plans");
+    assert_eq!(builtin.len(), 1);
+    assert_eq!(builtin[0].steps.len(), 1);
+    assert!(
+        builtin[0].steps[0].path.is_none(),
+        "builtin: nothing to load"
+    );
+}

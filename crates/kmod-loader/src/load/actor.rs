@@ -1,0 +1,367 @@
+//! The loader actor: takes `add` events from the listener, resolves their `MODALIAS` and runs
+//! the load plans on a [`Loader`], remembering `ENODEV` answers per (module, alias).
+
+use std::any::Any;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{Semaphore, watch};
+use uevent::{Action, Uevent};
+
+use super::insert::Outcome;
+use super::scheduler::{LoadStats, Loader, ModulePlan, NoDeviceCache};
+
+/// Turns a `MODALIAS` into load plans (one per module the alias resolves to).
+pub trait PlanSource: Send + Sync + 'static {
+    /// The plans for `modalias`; empty when nothing matches or everything is builtin.
+    fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String>;
+}
+
+/// Plans running or waiting at once; past this the actor stops taking events until some
+/// finish (so memory stays bounded and the listener sees back-pressure).
+pub const MAX_PLANS_IN_FLIGHT: usize = 4096;
+
+/// What the loader actor starts with.
+pub struct LoaderArgs {
+    /// The resolver.
+    pub resolver: Arc<dyn PlanSource>,
+    /// The loader (kernel, module states, pool).
+    pub loader: Arc<Loader>,
+    /// Resolve and log what would be loaded, load nothing.
+    pub dry_run: bool,
+}
+
+/// Something to keep alive until a batch of events has been handled, e.g. the listener's
+/// deliveries, whose in-flight slots are released when they are dropped.
+pub type Keepalive = Box<dyn Any + Send>;
+
+/// Messages of the loader actor.
+pub enum LoaderMsg {
+    /// Device events, in order (only `add` events with a `MODALIAS` load anything); the
+    /// keepalive is dropped once they have been handled.
+    Events(Vec<Arc<Uevent>>, Option<Keepalive>),
+    /// Events may have been lost; the coldplug actor replays devices, nothing to do here but
+    /// to log it.
+    Resync,
+    /// Load what `modalias` needs, as if a device with it was added (`synthetic`: replayed).
+    Load {
+        /// The device's `MODALIAS`.
+        modalias: String,
+        /// Whether the event was a coldplug replay.
+        synthetic: bool,
+    },
+    /// Reply once no plan is running.
+    WaitIdle(RpcReplyPort<()>),
+    /// Reply with the counters.
+    Stats(RpcReplyPort<LoaderStats>),
+}
+
+impl std::fmt::Debug for LoaderMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoaderMsg::Events(events, _) => write!(f, "Events({} events)", events.len()),
+            LoaderMsg::Resync => f.write_str("Resync"),
+            LoaderMsg::Load {
+                modalias,
+                synthetic,
+            } => {
+                write!(f, "Load({modalias:?}, synthetic: {synthetic})")
+            }
+            LoaderMsg::WaitIdle(_) => f.write_str("WaitIdle"),
+            LoaderMsg::Stats(_) => f.write_str("Stats"),
+        }
+    }
+}
+
+/// The loader actor's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoaderStats {
+    /// `add` events with a `MODALIAS`.
+    pub events: u64,
+    /// Aliases that did not resolve (bad syntax, index error).
+    pub unresolved: u64,
+    /// Plans run.
+    pub plans: u64,
+    /// Plans skipped: the module answered `ENODEV` for this alias before, and the event was a
+    /// replay.
+    pub skipped_no_device: u64,
+    /// The loads.
+    pub loads: LoadStats,
+}
+
+/// The loader actor.
+#[derive(Debug, Default)]
+pub struct LoaderActor;
+
+/// Its state.
+pub struct LoaderState {
+    args: LoaderArgs,
+    cache: Arc<NoDeviceCache>,
+    slots: Arc<Semaphore>,
+    running: watch::Sender<usize>,
+    stats: LoaderStats,
+}
+
+impl Actor for LoaderActor {
+    type Msg = LoaderMsg;
+    type State = LoaderState;
+    type Arguments = LoaderArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<LoaderMsg>,
+        args: LoaderArgs,
+    ) -> Result<LoaderState, ActorProcessingErr> {
+        Ok(LoaderState {
+            args,
+            cache: Arc::default(),
+            slots: Arc::new(Semaphore::new(MAX_PLANS_IN_FLIGHT)),
+            running: watch::channel(0).0,
+            stats: LoaderStats::default(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<LoaderMsg>,
+        msg: LoaderMsg,
+        state: &mut LoaderState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            LoaderMsg::Events(events, keepalive) => {
+                for event in &events {
+                    if event.action() != Action::Add {
+                        continue;
+                    }
+                    let Some(modalias) = event.modalias() else {
+                        continue;
+                    };
+                    let modalias = String::from_utf8_lossy(modalias).into_owned();
+                    state.load(modalias, event.is_synthetic()).await;
+                }
+                drop(keepalive);
+            }
+            LoaderMsg::Resync => {
+                tracing::info!("events may have been lost; coldplug replays the devices");
+            }
+            LoaderMsg::Load {
+                modalias,
+                synthetic,
+            } => state.load(modalias, synthetic).await,
+            LoaderMsg::WaitIdle(reply) => {
+                let mut running = state.running.subscribe();
+                tokio::spawn(async move {
+                    let _ = running.wait_for(|n| *n == 0).await;
+                    let _ = reply.send(());
+                });
+            }
+            LoaderMsg::Stats(reply) => {
+                let mut stats = state.stats.clone();
+                stats.loads = state.args.loader.stats();
+                let _ = reply.send(stats);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LoaderState {
+    async fn load(&mut self, modalias: String, synthetic: bool) {
+        self.stats.events += 1;
+        let plans = match self.args.resolver.plans(&modalias) {
+            Ok(plans) => plans,
+            Err(err) => {
+                self.stats.unresolved += 1;
+                tracing::warn!(%modalias, error = %err, "cannot resolve modalias");
+                return;
+            }
+        };
+        for plan in plans {
+            if !self.cache.should_try(&plan.target, &modalias, synthetic) {
+                self.stats.skipped_no_device += 1;
+                tracing::debug!(%modalias, module = %plan.target, "skipped: no device for it last time");
+                continue;
+            }
+            self.stats.plans += 1;
+            if self.args.dry_run {
+                for step in &plan.steps {
+                    tracing::info!(%modalias, module = %step.module, options = %step.options, "would load");
+                }
+                continue;
+            }
+            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+                return;
+            };
+            let running = Running::start(&self.running);
+            let (loader, cache) = (Arc::clone(&self.args.loader), Arc::clone(&self.cache));
+            let alias = modalias.clone();
+            tokio::spawn(async move {
+                let _running = running;
+                let outcomes = loader.run(&plan).await;
+                let target = outcomes
+                    .iter()
+                    .rev()
+                    .find(|(m, _)| *m == plan.target)
+                    .map_or(Outcome::Skipped, |(_, o)| *o);
+                cache.record(&plan.target, &alias, target);
+                drop(slot);
+            });
+        }
+    }
+}
+
+/// Counts a running plan for as long as it lives (also if its task panics).
+struct Running(watch::Sender<usize>);
+
+impl Running {
+    fn start(count: &watch::Sender<usize>) -> Running {
+        count.send_modify(|n| *n += 1);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use nix::errno::Errno;
+    use ractor::call;
+
+    use super::*;
+    use crate::load::kernel::FakeKernel;
+    use crate::load::scheduler::LoadStep;
+    use crate::load::state::SysModule;
+
+    struct MapResolver(HashMap<String, Vec<ModulePlan>>);
+
+    impl PlanSource for MapResolver {
+        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String> {
+            Ok(self.0.get(modalias).cloned().unwrap_or_default())
+        }
+    }
+
+    fn plan(dir: &Path, target: &str, deps: &[&str]) -> ModulePlan {
+        let step = |m: &str| {
+            std::fs::write(dir.join(format!("{m}.ko")), m).unwrap();
+            LoadStep {
+                module: m.into(),
+                path: Some(dir.join(format!("{m}.ko"))),
+                options: String::new(),
+                soft: false,
+            }
+        };
+        let mut steps: Vec<LoadStep> = deps.iter().map(|d| step(d)).collect();
+        steps.push(step(target));
+        ModulePlan {
+            target: target.into(),
+            steps,
+        }
+    }
+
+    fn event(seqnum: u64, modalias: &str, synthetic: bool) -> Arc<Uevent> {
+        let mut b = Uevent::builder(Action::Add, format!("/devices/system/cpu/cpu{seqnum}"))
+            .subsystem("cpu")
+            .seqnum(seqnum)
+            .property("MODALIAS", modalias);
+        if synthetic {
+            b = b.property("SYNTH_UUID", "6b0c3e1e-5d2a-4f5e-9a1b-0d3c2e1f4a5b");
+        }
+        Arc::new(b.build().unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_device_is_not_retried_for_replays_of_the_same_alias_but_is_for_a_new_device() {
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let cpu = "cpu:type:x86,ven0000fam0006mod00CF:feature:,0000";
+        let resolver = MapResolver(HashMap::from([
+            (
+                cpu.to_string(),
+                vec![plan(modules.path(), "acpi_cpufreq", &["freq_table"])],
+            ),
+            (
+                "pci:v1AF4".to_string(),
+                vec![plan(modules.path(), "virtio_net", &["net_failover"])],
+            ),
+        ]));
+        let kernel = Arc::new(
+            FakeKernel::new(Duration::from_millis(1)).failing("acpi_cpufreq", Errno::ENODEV),
+        );
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+        let args = LoaderArgs {
+            resolver: Arc::new(resolver),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+
+        let send =
+            |events: Vec<Arc<Uevent>>| actor.send_message(LoaderMsg::Events(events, None)).unwrap();
+        send(vec![event(1, cpu, true)]);
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(kernel.calls("acpi_cpufreq"), 1);
+
+        // 1,535 more CPUs replayed by coldplug: no more attempts, and the storm is counted.
+        // In batches of 128, as the listener delivers a burst.
+        let replays: Vec<Arc<Uevent>> = (2..=1536).map(|n| event(n, cpu, true)).collect();
+        for batch in replays.chunks(128) {
+            send(batch.to_vec());
+        }
+        send(vec![event(5000, "pci:v1AF4", true)]);
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(
+            kernel.calls("acpi_cpufreq"),
+            1,
+            "ENODEV remembered for replays"
+        );
+        assert_eq!(kernel.calls("freq_table"), 1);
+        assert_eq!(kernel.calls("virtio_net"), 1);
+        let stats = call!(actor, LoaderMsg::Stats).unwrap();
+        assert_eq!(stats.events, 1537);
+        assert_eq!(stats.skipped_no_device, 1535);
+        assert_eq!(stats.loads.failed.get("ENODEV"), Some(&1));
+
+        // A CPU that really appears (hotplug, not a replay) is tried again.
+        send(vec![event(9000, cpu, false)]);
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(kernel.calls("acpi_cpufreq"), 2);
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn dry_run_resolves_but_loads_nothing() {
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let resolver = MapResolver(HashMap::from([(
+            "pci:v1AF4".to_string(),
+            vec![plan(modules.path(), "virtio_net", &["net_failover"])],
+        )]));
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+        let args = LoaderArgs {
+            resolver: Arc::new(resolver),
+            loader,
+            dry_run: true,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        actor
+            .send_message(LoaderMsg::Load {
+                modalias: "pci:v1AF4".into(),
+                synthetic: false,
+            })
+            .unwrap();
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        let stats = call!(actor, LoaderMsg::Stats).unwrap();
+        assert_eq!((stats.events, stats.plans), (1, 1));
+        assert!(kernel.all_calls().is_empty());
+        actor.stop(None);
+    }
+}

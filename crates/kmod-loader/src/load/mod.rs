@@ -1,0 +1,18 @@
+//! Loading modules (issue #7): the syscalls behind a [`Kernel`] trait, compressed modules, the
+//! kernel's module state, and a loader that runs load plans with one load in flight per module
+//! and independent modules in parallel.
+
+pub mod actor;
+pub mod compression;
+pub mod insert;
+pub mod kernel;
+mod plans;
+pub mod scheduler;
+pub mod state;
+
+pub use actor::{LoaderActor, LoaderArgs, LoaderMsg, LoaderStats, PlanSource};
+pub use compression::Compression;
+pub use insert::{Outcome, insert};
+pub use kernel::{FakeKernel, Kernel, LinuxKernel};
+pub use scheduler::{LoadStats, LoadStep, Loader, ModulePlan};
+pub use state::{ModuleState, SysModule};
