@@ -49,15 +49,16 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use kmod_loader::load::{Compression, LinuxKernel, Loader, LoaderActor, LoaderArgs, SysModule};
+//! use kmod_loader::load::{
+//!     Compression, LinuxKernel, Loader, LoaderActor, LoaderArgs, SysModule, default_workers,
+//! };
 //! use kmod_loader::{Resolver, ResolverOptions};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let workers = std::thread::available_parallelism()?.get();
-//! let loader = Loader::new(Arc::new(LinuxKernel), SysModule::default(), workers)
+//! let loader = Loader::new(Arc::new(LinuxKernel), SysModule::default(), default_workers())
 //!     .kernel_decompresses(Compression::supported_by_kernel("/sys/module/compression".as_ref()));
 //! let args = LoaderArgs {
-//!     resolver: Arc::new(Resolver::load(ResolverOptions::default())?),
+//!     resolver: Box::new(Resolver::load(ResolverOptions::default())?),
 //!     loader: Arc::new(loader),
 //!     dry_run: false,
 //! };

@@ -15,6 +15,12 @@ use super::scheduler::{LoadStats, Loader, ModulePlan, NoDeviceCache};
 pub trait PlanSource: Send + Sync + 'static {
     /// The plans for `modalias`; empty when nothing matches or everything is builtin.
     fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String>;
+
+    /// Reloads the index and configuration if they changed on disk (R33); returns whether it
+    /// did. Called before each batch of events. The default never reloads.
+    fn reload_if_changed(&mut self) -> Result<bool, String> {
+        Ok(false)
+    }
 }
 
 /// Plans running or waiting at once; past this the actor stops taking events until some
@@ -23,8 +29,8 @@ pub const MAX_PLANS_IN_FLIGHT: usize = 4096;
 
 /// What the loader actor starts with.
 pub struct LoaderArgs {
-    /// The resolver.
-    pub resolver: Arc<dyn PlanSource>,
+    /// The resolver (owned by the actor, which reloads it when its files change).
+    pub resolver: Box<dyn PlanSource>,
     /// The loader (kernel, module states, pool).
     pub loader: Arc<Loader>,
     /// Resolve and log what would be loaded, load nothing.
@@ -82,6 +88,8 @@ pub struct LoaderStats {
     pub unresolved: u64,
     /// Plans run.
     pub plans: u64,
+    /// Times the index and configuration were reloaded because they changed on disk.
+    pub reloads: u64,
     /// Plans skipped: the module answered `ENODEV` for this alias before, and the event was a
     /// replay.
     pub skipped_no_device: u64,
@@ -129,6 +137,7 @@ impl Actor for LoaderActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             LoaderMsg::Events(events, keepalive) => {
+                state.reload_if_changed();
                 for event in &events {
                     if event.action() != Action::Add {
                         continue;
@@ -147,7 +156,10 @@ impl Actor for LoaderActor {
             LoaderMsg::Load {
                 modalias,
                 synthetic,
-            } => state.load(modalias, synthetic).await,
+            } => {
+                state.reload_if_changed();
+                state.load(modalias, synthetic).await;
+            }
             LoaderMsg::WaitIdle(reply) => {
                 let mut running = state.running.subscribe();
                 tokio::spawn(async move {
@@ -166,6 +178,16 @@ impl Actor for LoaderActor {
 }
 
 impl LoaderState {
+    fn reload_if_changed(&mut self) {
+        match self.args.resolver.reload_if_changed() {
+            Ok(true) => self.stats.reloads += 1,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "module index changed but cannot be reloaded; keeping the old one")
+            }
+        }
+    }
+
     async fn load(&mut self, modalias: String, synthetic: bool) {
         self.stats.events += 1;
         let plans = match self.args.resolver.plans(&modalias) {
@@ -297,7 +319,7 @@ mod tests {
         );
         let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
         let args = LoaderArgs {
-            resolver: Arc::new(resolver),
+            resolver: Box::new(resolver),
             loader,
             dry_run: false,
         };
@@ -347,7 +369,7 @@ mod tests {
         let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
         let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
         let args = LoaderArgs {
-            resolver: Arc::new(resolver),
+            resolver: Box::new(resolver),
             loader,
             dry_run: true,
         };

@@ -14,5 +14,5 @@ pub use actor::{LoaderActor, LoaderArgs, LoaderMsg, LoaderStats, PlanSource};
 pub use compression::Compression;
 pub use insert::{Outcome, insert};
 pub use kernel::{FakeKernel, Kernel, LinuxKernel};
-pub use scheduler::{LoadStats, LoadStep, Loader, ModulePlan};
+pub use scheduler::{LoadStats, LoadStep, Loader, ModulePlan, NoDeviceCache, default_workers};
 pub use state::{ModuleState, SysModule};

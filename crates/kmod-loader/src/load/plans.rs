@@ -63,4 +63,8 @@ impl PlanSource for Resolver {
     fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String> {
         self.module_plans(modalias).map_err(|err| err.to_string())
     }
+
+    fn reload_if_changed(&mut self) -> Result<bool, String> {
+        Resolver::reload_if_changed(self).map_err(|err| err.to_string())
+    }
 }

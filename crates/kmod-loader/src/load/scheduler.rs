@@ -73,6 +73,11 @@ pub struct Loader {
     failed: Mutex<BTreeMap<String, u64>>,
 }
 
+/// The default size of the worker pool: one load per CPU.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Loader {
     /// A loader using `kernel`, reading module states under `sys`, with at most `workers`
     /// loads at once.
