@@ -1,6 +1,7 @@
 //! Differential test against libkmod: for every kernel fetched by `scripts/kernels`, the plan
 //! of every modalias in the corpus (one concrete string per `modules.alias` pattern plus the
-//! real modaliases under `/sys/devices`) must equal `modprobe --show-depends` line for line.
+//! real modaliases under `/sys/devices` and from the reference QEMU guest) must equal
+//! `modprobe --show-depends` line for line.
 //!
 //! Skipped with a printed reason when the kernels or `modprobe` are missing, unless
 //! `DEVMGR_REQUIRE_ALL_TESTS=1`, in which case it fails instead.
@@ -144,6 +145,10 @@ fn dedup_lines(lines: Vec<String>) -> Vec<String> {
         .collect()
 }
 
+/// Every modalias of the reference QEMU guest (`shared/anchor/devices.sh`'s hardware on
+/// Debian's 6.12 kernel) after udevd loaded its drivers, dumped by `scripts/guest-modaliases`.
+const GUEST: &str = include_str!("fixtures/guest-6.12-modaliases.txt");
+
 #[test]
 fn plans_equal_modprobe_show_depends_on_real_debian_kernels() {
     let kernels = match kernels() {
@@ -169,6 +174,7 @@ fn plans_equal_modprobe_show_depends_on_real_debian_kernels() {
             .filter_map(|e| String::from_utf8(e).ok())
             .collect();
         corpus.extend(real.iter().cloned());
+        corpus.extend(GUEST.lines().map(str::to_owned));
         let corpus: Vec<String> = corpus.into_iter().collect();
         let batches: Vec<&[String]> = corpus.chunks(BATCH).collect();
         let expected: Vec<Vec<String>> = std::thread::scope(|s| {
@@ -204,9 +210,10 @@ fn plans_equal_modprobe_show_depends_on_real_debian_kernels() {
             }
         }
         println!(
-            "kernel {version}: {} modaliases compared ({} from this machine's /sys, {non_empty} with a non-empty plan), {} mismatches",
+            "kernel {version}: {} modaliases compared ({} from this machine's /sys, {} from the QEMU guest, {non_empty} with a non-empty plan), {} mismatches",
             corpus.len(),
             real.len(),
+            GUEST.lines().count(),
             mismatches.len()
         );
         assert!(corpus.len() >= 5000, "corpus too small: {}", corpus.len());
