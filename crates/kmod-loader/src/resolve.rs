@@ -306,17 +306,20 @@ impl Resolver {
         if self.config.remove.iter().any(|c| c.module == alias) {
             return Ok(done(Source::RemoveCommand, vec![ModuleRef::named(&alias)]));
         }
-        let found = self.index.match_aliases(&alias);
-        if !found.is_empty() {
-            let modules = found
+        // Modules found through the alias itself (so blacklists and alias options apply).
+        let through_alias = |found: Vec<&str>, builtin: bool| -> Vec<ModuleRef> {
+            found
                 .into_iter()
                 .map(|name| ModuleRef {
                     name: name.to_owned(),
                     alias: Some(alias.clone()),
-                    builtin: false,
+                    builtin,
                 })
-                .collect();
-            return Ok(done(Source::ModulesAlias, modules));
+                .collect()
+        };
+        let found = self.index.match_aliases(&alias);
+        if !found.is_empty() {
+            return Ok(done(Source::ModulesAlias, through_alias(found, false)));
         }
         if self.index.is_builtin(&alias)? {
             let mut m = ModuleRef::named(&alias);
@@ -325,15 +328,7 @@ impl Resolver {
         }
         let found = self.index.match_builtin_aliases(&alias);
         if !found.is_empty() {
-            let modules = found
-                .into_iter()
-                .map(|name| ModuleRef {
-                    name: name.to_owned(),
-                    alias: Some(alias.clone()),
-                    builtin: true,
-                })
-                .collect();
-            return Ok(done(Source::BuiltinAlias, modules));
+            return Ok(done(Source::BuiltinAlias, through_alias(found, true)));
         }
         Ok(Lookup::default())
     }

@@ -438,27 +438,28 @@ mod tests {
                 modules.step("mod", false),
             ],
         };
-        let kernel = Arc::new(FakeKernel::new(Duration::ZERO).failing("soft", Errno::ENOENT));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
-        let outcomes: Vec<Outcome> = loader
-            .run(&plan)
-            .await
-            .into_iter()
-            .map(|(_, o)| o)
-            .collect();
+        // Runs the plan on a fresh kernel where `failing` fails with `errno`.
+        let run_with = |failing: &str, errno: Errno| {
+            let kernel = Arc::new(FakeKernel::new(Duration::ZERO).failing(failing, errno));
+            let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+            let plan = plan.clone();
+            async move {
+                let outcomes: Vec<Outcome> = loader
+                    .run(&plan)
+                    .await
+                    .into_iter()
+                    .map(|(_, o)| o)
+                    .collect();
+                (outcomes, kernel)
+            }
+        };
+        let (outcomes, _) = run_with("soft", Errno::ENOENT).await;
         assert_eq!(
             outcomes,
             [Outcome::NotFound, Outcome::Loaded, Outcome::Loaded]
         );
 
-        let kernel = Arc::new(FakeKernel::new(Duration::ZERO).failing("dep", Errno::ENOEXEC));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
-        let outcomes: Vec<Outcome> = loader
-            .run(&plan)
-            .await
-            .into_iter()
-            .map(|(_, o)| o)
-            .collect();
+        let (outcomes, kernel) = run_with("dep", Errno::ENOEXEC).await;
         assert_eq!(
             outcomes,
             [
