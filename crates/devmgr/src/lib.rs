@@ -5,3 +5,5 @@
 //! not written yet; the crate exports nothing so far. The `devmgr` binary has one command,
 //! `devmgr resolve MODALIAS…`, which prints the load plan of each alias in
 //! `modprobe --show-depends` form (see `crates/kmod-loader`).
+
+pub mod config;
