@@ -58,7 +58,7 @@
 
 mod actor;
 mod pass;
-mod supervised;
+pub mod supervised;
 pub mod trigger;
 mod uuid;
 pub mod walk;

@@ -18,10 +18,17 @@ use crate::pass::PassReport;
 /// replays everything again).
 pub fn runnable(listener_name: impl Into<String>, config: ColdplugConfig) -> Runnable {
     let listener_name = listener_name.into();
-    Runnable::new(move |ctx: Context| run(ctx, listener_name.clone(), config.clone()))
+    Runnable::new(move |ctx: Context| run(ctx, listener_name.clone(), config.clone(), None))
 }
 
-async fn run(ctx: Context, listener_name: String, config: ColdplugConfig) -> RunResult {
+/// The body of [`runnable`], for runnables that do more around it; `reports` (if any) receives
+/// the report of the coldplug pass once it ends.
+pub async fn run(
+    ctx: Context,
+    listener_name: String,
+    config: ColdplugConfig,
+    reports: Option<tokio::sync::watch::Sender<Option<PassReport>>>,
+) -> RunResult {
     let listener = ActorRef::<ListenerMsg>::where_is(listener_name.clone())
         .ok_or_else(|| format!("no listener registered as {listener_name:?}"))?;
     let (settled_tx, settled) = tokio::sync::oneshot::channel::<PassReport>();
@@ -40,6 +47,9 @@ async fn run(ctx: Context, listener_name: String, config: ColdplugConfig) -> Run
     tokio::select! {
         report = settled => {
             if let Ok(report) = report {
+                if let Some(reports) = &reports {
+                    reports.send_replace(Some(report.clone()));
+                }
                 ctx.logger().info(format!(
                     "coldplug settled={} devices={} written={} answered={} gone={} failed={} unanswered={} elapsed={:?}",
                     report.settled, report.devices, report.written, report.answered,

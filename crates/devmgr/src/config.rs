@@ -319,3 +319,17 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn the_example_file_in_the_repository_parses_to_the_defaults() {
+        let text = include_str!("../../../devmgr.example.toml");
+        let config = Config::parse(text, Path::new("devmgr.example.toml")).unwrap();
+        let mut expected = Config::default();
+        expected.loader.cmdline = Some("/proc/cmdline".into());
+        assert_eq!(config, expected);
+    }
+}

@@ -7,3 +7,4 @@
 //! `modprobe --show-depends` form (see `crates/kmod-loader`).
 
 pub mod config;
+pub mod subsystem;

@@ -1,7 +1,6 @@
-//! The `devmgr` command line. Implemented so far: `devmgr resolve MODALIAS…` (issue #6), which
-//! prints the module load plan of modaliases in the form of `modprobe --show-depends`.
-//! Without a command it says that nothing else is implemented yet (issue #8) and exits with
-//! status 2.
+//! The `devmgr` command line: `devmgr run` (the device manager; `--dry-run` loads nothing) and
+//! `devmgr resolve MODALIAS…` (load plans in the form of `modprobe --show-depends`). `monitor`
+//! and `trigger` are still to come (issue #8).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,10 +20,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the device manager: listen to uevents, replay every device, load modules. Prints a
+    /// summary once the replay has settled; runs until SIGINT/SIGTERM.
+    Run(RunArgs),
     /// Print what would be loaded for each MODALIAS, like `modprobe --show-depends`:
     /// `insmod PATH OPTIONS` per module file, `builtin NAME` for builtin modules,
     /// `install COMMAND` for refused install commands. Nothing is loaded or executed.
     Resolve(ResolveArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Configuration file (TOML); without it, the defaults.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Resolve and log what would be loaded; load nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Stop once the replay has settled and the loads are done (for tests and initramfs use).
+    #[arg(long)]
+    exit_when_settled: bool,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +68,8 @@ struct ResolveArgs {
     #[arg(required = true, value_name = "MODALIAS")]
     modaliases: Vec<String>,
 }
+
+mod run;
 
 fn module_dir(args: &ResolveArgs) -> PathBuf {
     if let Some(dir) = &args.dir {
@@ -134,6 +151,7 @@ fn resolve(
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Some(Command::Run(args)) => run::run(args),
         Some(Command::Resolve(args)) => {
             match resolve(
                 &args,
@@ -149,9 +167,7 @@ fn main() -> ExitCode {
             }
         }
         None => {
-            eprintln!(
-                "devmgr: no command given; only `devmgr resolve` is implemented so far (see `devmgr --help`)"
-            );
+            eprintln!("devmgr: no command given (see `devmgr --help`)");
             ExitCode::from(2)
         }
     }

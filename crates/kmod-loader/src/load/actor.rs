@@ -198,6 +198,9 @@ impl LoaderState {
                 return;
             }
         };
+        if plans.is_empty() && self.args.dry_run {
+            tracing::info!(%modalias, "nothing to load");
+        }
         for plan in plans {
             if !self.cache.should_try(&plan.target, &modalias, synthetic) {
                 self.stats.skipped_no_device += 1;

@@ -1,0 +1,266 @@
+//! The device manager as one subsystem of a supervision tree: a `devmgr` node whose children
+//! are `listener`, `loader` and `coldplug`, in one group (when one dies, all three restart, and
+//! the restarted coldplug replays every device, so nothing lost in between stays unloaded).
+//!
+//! Order: the listener is up (its socket bound) before anything else starts; the loader is
+//! subscribed to that listener before coldplug writes a single `uevent` file. When the module
+//! index cannot be loaded, the subsystem runs without a loader and says so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coldplug::PassReport;
+use kmod_loader::load::{
+    Compression, LinuxKernel, Loader, LoaderActor, LoaderArgs, LoaderMsg, SysModule,
+    default_workers,
+};
+use kmod_loader::{Resolver, ResolverOptions};
+use listener::{Filter, Listener, ListenerMsg, Notification, Subscription};
+use ractor::{Actor, ActorId, ActorRef, call};
+use supervisor::{Canceled, Context, RunResult, Runnable, Signal, actor_runnable};
+use tokio::sync::watch;
+use uevent::Action;
+
+use crate::config::Config;
+
+/// How the subsystem runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Resolve and log what would be loaded; load nothing.
+    pub dry_run: bool,
+    /// Appended to the registry names of the actors, so several instances can share a process
+    /// (tests).
+    pub instance: String,
+}
+
+/// What the outside can watch of a running subsystem.
+#[derive(Debug, Clone)]
+pub struct Observer {
+    /// The coldplug pass's report, once it ended.
+    pub settled: watch::Receiver<Option<PassReport>>,
+    /// The listener's registry name.
+    pub listener: String,
+    /// The loader's registry name.
+    pub loader: String,
+}
+
+/// The `devmgr` runnable and a way to watch it.
+pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
+    let names = Names {
+        listener: format!("devmgr-listener{}", options.instance),
+        loader: format!("devmgr-loader{}", options.instance),
+    };
+    let (settled_tx, settled) = watch::channel(None);
+    let observer = Observer {
+        settled,
+        listener: names.listener.clone(),
+        loader: names.loader.clone(),
+    };
+    let shared = Arc::new(Shared {
+        config,
+        options,
+        names,
+        settled: settled_tx,
+        subscribed: watch::channel(None).0,
+    });
+    let runnable = Runnable::new(move |ctx: Context| run(ctx, Arc::clone(&shared)));
+    (runnable, observer)
+}
+
+#[derive(Debug, Clone)]
+struct Names {
+    listener: String,
+    loader: String,
+}
+
+struct Shared {
+    config: Config,
+    options: RunOptions,
+    names: Names,
+    settled: watch::Sender<Option<PassReport>>,
+    /// The listener the loader is subscribed to (set by each loader incarnation).
+    subscribed: watch::Sender<Option<ActorId>>,
+}
+
+fn resolver_options(config: &Config) -> ResolverOptions {
+    let defaults = ResolverOptions::default();
+    ResolverOptions {
+        module_dir: config
+            .loader
+            .module_dir
+            .clone()
+            .unwrap_or(defaults.module_dir),
+        config_dirs: config
+            .loader
+            .modprobe_d
+            .clone()
+            .unwrap_or(defaults.config_dirs),
+        cmdline: match &config.loader.cmdline {
+            Some(path) if path.as_os_str().is_empty() => None,
+            Some(path) => Some(path.clone()),
+            None => defaults.cmdline,
+        },
+    }
+}
+
+async fn run(ctx: Context, shared: Arc<Shared>) -> RunResult {
+    let receive_buffer = shared.config.listener.receive_buffer;
+    let listener = actor_runnable(Some(shared.names.listener.clone()), move |_: &Context| {
+        let config = listener::ListenerConfig {
+            receive_buffer,
+            ..listener::ListenerConfig::default()
+        };
+        (Listener, config)
+    });
+    let with_loader = match Resolver::load(resolver_options(&shared.config)) {
+        Ok(_) => true,
+        Err(err) => {
+            ctx.logger().error(format!(
+                "module loading disabled: the module index cannot be loaded: {err}"
+            ));
+            false
+        }
+    };
+    let coldplug = {
+        let shared = Arc::clone(&shared);
+        Runnable::new(move |ctx: Context| coldplug_node(ctx, Arc::clone(&shared), with_loader))
+    };
+    let mut group: Vec<(&str, Runnable)> = vec![("listener", listener)];
+    if with_loader {
+        let shared = Arc::clone(&shared);
+        group.push((
+            "loader",
+            Runnable::new(move |ctx: Context| loader_node(ctx, Arc::clone(&shared))),
+        ));
+    }
+    group.push(("coldplug", coldplug));
+    ctx.run_group(group)?;
+    ctx.signal(Signal::Healthy)?;
+    ctx.signal(Signal::Done)?;
+    Ok(())
+}
+
+/// Waits (at most 10 s) until the listener registered as `name` answers, i.e. its socket is
+/// bound.
+async fn listener_up(ctx: &Context, name: &str) -> Result<ActorRef<ListenerMsg>, String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(listener) = ActorRef::<ListenerMsg>::where_is(name)
+            && call!(listener, ListenerMsg::Stats).is_ok()
+        {
+            return Ok(listener);
+        }
+        if ctx.is_cancelled() || tokio::time::Instant::now() > deadline {
+            return Err(format!("listener {name:?} is not up"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
+    let config = &shared.config;
+    let resolver = Resolver::load(resolver_options(config))?;
+    let cmdline = resolver_options(config)
+        .cmdline
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let workers = match config.loader.workers {
+        0 => default_workers(),
+        n => n,
+    };
+    let loader = Loader::new(Arc::new(LinuxKernel), SysModule::default(), workers)
+        .kernel_decompresses(Compression::supported_by_kernel(
+            "/sys/module/compression".as_ref(),
+        ))
+        .kernel_blacklist(kernel_module_blacklist(&cmdline));
+    let args = LoaderArgs {
+        resolver: Box::new(resolver),
+        loader: Arc::new(loader),
+        dry_run: shared.options.dry_run,
+    };
+    let (actor, mut stopped) = Actor::spawn(Some(shared.names.loader.clone()), LoaderActor, args)
+        .await
+        .map_err(|err| format!("loader actor did not start: {err}"))?;
+    let listener = listener_up(&ctx, &shared.names.listener).await?;
+    let to_loader = actor.clone();
+    let subscription = Subscription::to_fn(move |n| match n {
+        Notification::Uevents(batch) => {
+            let events = batch.iter().map(|d| Arc::clone(d.event())).collect();
+            // The deliveries ride along and are dropped once handled: the listener's bound on
+            // events in flight holds through the loader's mailbox.
+            to_loader
+                .send_message(LoaderMsg::Events(events, Some(Box::new(batch))))
+                .is_ok()
+        }
+        Notification::Resync(_) => to_loader.send_message(LoaderMsg::Resync).is_ok(),
+    })
+    .filter(Filter::actions([Action::Add]))
+    .capacity(1 << 16);
+    call!(listener, ListenerMsg::Subscribe, subscription)?;
+    shared.subscribed.send_replace(Some(listener.get_id()));
+    ctx.signal(Signal::Healthy)?;
+    tokio::select! {
+        _ = ctx.cancelled() => {
+            actor.stop(Some("supervisor context cancelled".into()));
+            let _ = (&mut stopped).await;
+            Err(Canceled.into())
+        }
+        _ = &mut stopped => Err("loader actor stopped".into()),
+    }
+}
+
+async fn coldplug_node(ctx: Context, shared: Arc<Shared>, with_loader: bool) -> RunResult {
+    let listener = listener_up(&ctx, &shared.names.listener).await?;
+    if with_loader {
+        // Not a single write before the loader listens to this very listener.
+        let mut subscribed = shared.subscribed.subscribe();
+        let id = listener.get_id();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            subscribed.wait_for(|s| *s == Some(id)),
+        )
+        .await;
+        if !matches!(waited, Ok(Ok(_))) {
+            return Err("the loader did not subscribe to the listener within 10 s".into());
+        }
+    }
+    let coldplug = &shared.config.coldplug;
+    let config = coldplug::ColdplugConfig {
+        sysfs: coldplug.sysfs.clone(),
+        settle_timeout: coldplug.settle_timeout,
+        pacing: coldplug.pacing,
+        ..coldplug::ColdplugConfig::default()
+    };
+    coldplug::supervised::run(
+        ctx,
+        shared.names.listener.clone(),
+        config,
+        Some(shared.settled.clone()),
+    )
+    .await
+}
+
+/// The modules of `module_blacklist=` on a kernel command line.
+fn kernel_module_blacklist(cmdline: &str) -> Vec<String> {
+    cmdline
+        .split_whitespace()
+        .filter_map(|arg| arg.strip_prefix("module_blacklist="))
+        .flat_map(|list| list.split(','))
+        .filter(|m| !m.is_empty())
+        .map(|m| m.replace('-', "_"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_module_blacklist_is_read_from_the_command_line() {
+        assert_eq!(
+            kernel_module_blacklist("quiet module_blacklist=nouveau,snd-pcsp root=/dev/vda"),
+            ["nouveau", "snd_pcsp"]
+        );
+        assert!(kernel_module_blacklist("modprobe.blacklist=x quiet").is_empty());
+    }
+}

@@ -1,0 +1,168 @@
+//! `devmgr run` end to end on the build machine: the real `/sys`, the real uevent socket, a
+//! Debian module index from the cache (`scripts/kernels`), nothing loaded (`--dry-run`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const DEVMGR: &str = env!("CARGO_BIN_EXE_devmgr");
+
+fn skip_or_fail(test: &str, why: &str) {
+    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
+        panic!("{test}: {why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
+}
+
+/// The module directory of Debian's 6.12 kernel from `scripts/kernels`.
+fn module_dir() -> Option<PathBuf> {
+    let cache = std::env::var_os("DEVMGR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/devmgr")))?;
+    let list = std::fs::read_to_string(cache.join("kernels/list")).ok()?;
+    list.lines().find_map(|l| {
+        let (v, root) = l.split_once(' ')?;
+        v.starts_with("6.12.")
+            .then(|| PathBuf::from(root).join("lib/modules").join(v))
+    })
+}
+
+fn run(config: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("devmgr.toml");
+    std::fs::write(&path, config).expect("config");
+    Command::new(DEVMGR)
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run devmgr")
+}
+
+/// Every modalias of a device the kernel announces (regular `uevent`, `subsystem` link).
+fn sys_modaliases() -> Vec<String> {
+    coldplug::walk::devices(Path::new("/sys"), coldplug::walk::Select::WithModalias)
+        .devices
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("modalias")).ok())
+        .map(|m| m.trim_end_matches('\n').to_owned())
+        .collect()
+}
+
+#[test]
+fn dry_run_coldplugs_the_real_sys_settles_and_plans_every_device_with_a_modalias() {
+    let test = "dry_run_coldplugs_the_real_sys";
+    if !nix::unistd::geteuid().is_root() {
+        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
+    }
+    let Some(dir) = module_dir() else {
+        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    };
+    let config = format!(
+        "[loader]\nmodule_dir = {:?}\ncmdline = \"\"\n",
+        dir.display().to_string()
+    );
+    let out = run(&config, &["--dry-run", "--exit-when-settled"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("devmgr: settled after"))
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    // "N devices, N replayed, N answered, 0 gone, 0 failed, 0 unanswered"
+    let numbers: Vec<u64> = summary
+        .split(": ")
+        .nth(2)
+        .unwrap_or_default()
+        .split(", ")
+        .filter_map(|part| part.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(numbers.len() == 6 && numbers[0] > 100, "{summary}");
+    assert_eq!(
+        numbers[1], numbers[2],
+        "every replayed device answered: {summary}"
+    );
+    assert_eq!(numbers[5], 0, "{summary}");
+    assert!(stdout.contains("loader (dry run):"), "{stdout}");
+    assert!(
+        stdout.contains(" 0 loaded,"),
+        "a dry run loads nothing: {stdout}"
+    );
+
+    let modaliases = sys_modaliases();
+    assert!(!modaliases.is_empty());
+    for modalias in &modaliases {
+        let planned = stderr.lines().any(|l| {
+            (l.contains("would load") || l.contains("nothing to load"))
+                && l.contains(&format!("modalias={modalias}"))
+        });
+        assert!(planned, "no plan reported for {modalias}");
+    }
+    eprintln!("{summary}; {} modaliases planned", modaliases.len());
+}
+
+#[test]
+fn a_bad_configuration_exits_2_naming_the_line_and_starts_nothing() {
+    let out = run("[coldplug]\npacing = \"sometimes\"\n", &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("devmgr.toml:2:"), "{stderr}");
+    assert!(stderr.contains("pacing"), "{stderr}");
+    assert!(
+        !stderr.contains("listening for kernel uevents"),
+        "half-started: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn without_a_module_index_it_runs_without_loading_and_says_so() {
+    let test = "without_a_module_index_it_runs_without_loading";
+    if !nix::unistd::geteuid().is_root() {
+        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
+    }
+    let out = run(
+        "[loader]\nmodule_dir = \"/nonexistent/devmgr/modules\"\n",
+        &["--exit-when-settled"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("module loading disabled"), "{stderr}");
+    assert!(stdout.contains("devmgr: settled after"), "{stdout}");
+    assert!(
+        stdout.contains("devmgr: module loading disabled"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_corrupt_index_falls_back_or_disables_loading_with_a_message() {
+    let test = "a_corrupt_index_disables_loading";
+    if !nix::unistd::geteuid().is_root() {
+        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
+    }
+    // A module directory whose indexes are all garbage: no usable text fallback either.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "modules.dep",
+        "modules.dep.bin",
+        "modules.alias",
+        "modules.alias.bin",
+    ] {
+        std::fs::write(dir.path().join(file), b"\xB0\x07\xF4\x57garbage\x00\xff").expect("write");
+    }
+    let config = format!(
+        "[loader]\nmodule_dir = {:?}\n",
+        dir.path().display().to_string()
+    );
+    let out = run(&config, &["--exit-when-settled", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("module loading disabled"), "{stderr}");
+    assert!(stdout.contains("devmgr: settled after"), "{stdout}");
+}
