@@ -178,10 +178,10 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         loader: Arc::new(loader),
         dry_run: shared.options.dry_run,
     };
+    let listener = listener_up(&ctx, &shared.names.listener).await?;
     let (actor, mut stopped) = Actor::spawn(Some(shared.names.loader.clone()), LoaderActor, args)
         .await
         .map_err(|err| format!("loader actor did not start: {err}"))?;
-    let listener = listener_up(&ctx, &shared.names.listener).await?;
     let to_loader = actor.clone();
     let subscription = Subscription::to_fn(move |n| match n {
         Notification::Uevents(batch) => {
@@ -196,7 +196,12 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     })
     .filter(Filter::actions([Action::Add]))
     .capacity(1 << 16);
-    call!(listener, ListenerMsg::Subscribe, subscription)?;
+    if let Err(err) = call!(listener, ListenerMsg::Subscribe, subscription) {
+        // Stop it, or the next incarnation could not register the name again.
+        actor.stop(Some("could not subscribe".into()));
+        let _ = stopped.await;
+        return Err(format!("loader could not subscribe to the listener: {err}").into());
+    }
     shared.subscribed.send_replace(Some(listener.get_id()));
     ctx.signal(Signal::Healthy)?;
     tokio::select! {
