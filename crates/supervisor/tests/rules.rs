@@ -907,21 +907,29 @@ async fn a_stale_context_from_an_earlier_incarnation_gets_an_error() {
     shutdown_and_wait(&f.s).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_harness_propagates_a_runnable_panic_to_the_test() {
+/// A harness whose only child, `root.bad`, panicked with `message`; returned once that panic
+/// (propagated) has shut the tree down.
+async fn harness_shut_down_by_a_panic(message: &'static str) -> TestHarness {
     quiet_runnable_panics();
     let h = TestHarness::start(root_running(vec![(
         "bad",
-        Runnable::new(|_ctx: Context| async move { panic!("propagated boom") }),
+        // The payload stays a `&'static str`, as `panic!("literal")` makes it.
+        Runnable::new(move |_ctx: Context| async move { std::panic::panic_any(message) }),
     )]))
     .await
-    .unwrap();
-    // The panic shuts the tree down by itself; finish then re-raises it.
+    .expect("harness starts");
     let s = h.supervisor();
     eventually("the panic to shut the tree down", || {
         s.node_state("root.bad") == Some(NodeState::Dead) && s.live_runnables().is_empty()
     })
     .await;
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_propagates_a_runnable_panic_to_the_test() {
+    // The panic shuts the tree down by itself; finish then re-raises it.
+    let h = harness_shut_down_by_a_panic("propagated boom").await;
     let err = tokio::spawn(h.finish()).await.unwrap_err();
     assert!(err.is_panic());
     let payload = err.into_panic();
@@ -1233,18 +1241,7 @@ async fn the_harness_reraises_a_panic_while_a_runnable_still_ignores_cancellatio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_harness_without_finish_reraises_the_panic() {
-    quiet_runnable_panics();
-    let h = TestHarness::start(root_running(vec![(
-        "bad",
-        Runnable::new(|_ctx: Context| async move { panic!("dropped boom") }),
-    )]))
-    .await
-    .unwrap();
-    let s = h.supervisor();
-    eventually("the panic to shut the tree down", || {
-        s.node_state("root.bad") == Some(NodeState::Dead) && s.live_runnables().is_empty()
-    })
-    .await;
+    let h = harness_shut_down_by_a_panic("dropped boom").await;
     let err = tokio::spawn(async move { drop(h) })
         .await
         .expect_err("dropping must re-raise the panic");
