@@ -62,6 +62,7 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         names,
         settled: settled_tx,
         subscribed: watch::channel(None).0,
+        first_resolver: std::sync::Mutex::new(None),
     });
     let runnable = Runnable::new(move |ctx: Context| run(ctx, Arc::clone(&shared)));
     (runnable, observer)
@@ -80,6 +81,9 @@ struct Shared {
     settled: watch::Sender<Option<PassReport>>,
     /// The listener the loader is subscribed to (set by each loader incarnation).
     subscribed: watch::Sender<Option<ActorId>>,
+    /// The index loaded at start to decide whether to load modules at all, handed to the first
+    /// loader incarnation so it is not read twice; later incarnations load it afresh.
+    first_resolver: std::sync::Mutex<Option<Resolver>>,
 }
 
 fn resolver_options(config: &Config) -> ResolverOptions {
@@ -113,7 +117,12 @@ async fn run(ctx: Context, shared: Arc<Shared>) -> RunResult {
         (Listener, config)
     });
     let with_loader = match Resolver::load(resolver_options(&shared.config)) {
-        Ok(_) => true,
+        Ok(resolver) => {
+            if let Ok(mut first) = shared.first_resolver.lock() {
+                *first = Some(resolver);
+            }
+            true
+        }
         Err(err) => {
             ctx.logger().error(format!(
                 "module loading disabled: the module index cannot be loaded: {err}"
@@ -159,8 +168,13 @@ async fn listener_up(ctx: &Context, name: &str) -> Result<ActorRef<ListenerMsg>,
 
 async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     let config = &shared.config;
-    let resolver = Resolver::load(resolver_options(config))?;
-    let cmdline = resolver_options(config)
+    let options = resolver_options(config);
+    let first = shared.first_resolver.lock().ok().and_then(|mut r| r.take());
+    let resolver = match first {
+        Some(resolver) => resolver,
+        None => Resolver::load(options.clone())?,
+    };
+    let cmdline = options
         .cmdline
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
