@@ -137,7 +137,7 @@ pub use harness::TestHarness;
 pub use logging::{LogEntry, LogRecorder, Logger, SUPERVISOR_DN, Severity};
 pub use metrics::{DnState, InMemoryMetrics, Metrics, TransitionMetrics};
 pub use name::is_valid_name;
-pub use policy::{PolicyError, RestartPolicy};
+pub use policy::{PolicyError, PolicySection, RestartPolicy};
 pub use runnable::{PanicPayload, RunFuture, Runnable};
 pub use state::{NodeState, Signal};
 pub use supervisor::{Options, Supervisor};

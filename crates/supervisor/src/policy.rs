@@ -91,6 +91,39 @@ impl RestartPolicy {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
             error_at(text, offset, None, e.message().to_string())
         })?;
+        Self::from_raw(text, raw)
+    }
+
+    /// Checks a policy that was read as one table of a larger TOML document (e.g. `[restart]`
+    /// of an application's configuration file): `text` is the whole document, so the errors
+    /// name its lines. `prefix` is the table's key, used in the field names of errors.
+    ///
+    /// ```
+    /// # use supervisor::{PolicySection, RestartPolicy};
+    /// #[derive(serde::Deserialize)]
+    /// struct AppConfig { restart: Option<PolicySection> }
+    ///
+    /// let text = "[restart.defaults]\ninitial_interval = \"1us\"\n";
+    /// let app: AppConfig = toml::from_str(text).unwrap();
+    /// let err = RestartPolicy::from_section(text, "restart", app.restart.unwrap()).unwrap_err();
+    /// assert_eq!(err.line, 2);
+    /// assert_eq!(err.field.as_deref(), Some("restart.defaults.initial_interval"));
+    /// ```
+    pub fn from_section(
+        text: &str,
+        prefix: &str,
+        section: PolicySection,
+    ) -> Result<Self, PolicyError> {
+        let mut policy = Self::from_raw(text, section.0);
+        if let Err(e) = &mut policy
+            && let Some(field) = &mut e.field
+        {
+            *field = format!("{prefix}.{field}");
+        }
+        policy
+    }
+
+    fn from_raw(text: &str, raw: RawPolicy) -> Result<Self, PolicyError> {
         let base = BackoffParams::default();
         let defaults = match &raw.defaults {
             Some(d) => d.resolve(text, base, "defaults")?,
@@ -121,6 +154,12 @@ fn is_valid_dn(dn: &str) -> bool {
     let mut parts = dn.split('.');
     parts.next() == Some("root") && parts.all(is_valid_name)
 }
+
+/// A restart policy as a table of a larger TOML document, with the positions of its values;
+/// checked by [`RestartPolicy::from_section`]. Same keys as a policy file.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct PolicySection(RawPolicy);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
