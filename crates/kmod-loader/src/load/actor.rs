@@ -82,7 +82,8 @@ impl std::fmt::Debug for LoaderMsg {
 /// The loader actor's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoaderStats {
-    /// `add` events with a `MODALIAS`.
+    /// Lookups asked for: `add` events with a `MODALIAS`, and modules named by the driver
+    /// rules ([`super::rules`]).
     pub events: u64,
     /// Aliases that did not resolve (bad syntax, index error).
     pub unresolved: u64,
@@ -142,11 +143,14 @@ impl Actor for LoaderActor {
                     if event.action() != Action::Add {
                         continue;
                     }
-                    let Some(modalias) = event.modalias() else {
-                        continue;
-                    };
-                    let modalias = String::from_utf8_lossy(modalias).into_owned();
-                    state.load(modalias, event.is_synthetic()).await;
+                    if let Some(modalias) = event.modalias() {
+                        let modalias = String::from_utf8_lossy(modalias).into_owned();
+                        state.load(modalias, event.is_synthetic()).await;
+                    }
+                    for module in super::rules::rule_modules(event) {
+                        tracing::debug!(module, devpath = %String::from_utf8_lossy(event.devpath()), "driver rule");
+                        state.load((*module).to_owned(), event.is_synthetic()).await;
+                    }
                 }
                 drop(keepalive);
             }
@@ -358,6 +362,36 @@ mod tests {
         send(vec![event(9000, cpu, false)]);
         call!(actor, LoaderMsg::WaitIdle).unwrap();
         assert_eq!(kernel.calls("acpi_cpufreq"), 2);
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_module_add_event_for_parport_pc_loads_ppdev_by_the_driver_rules() {
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let resolver = MapResolver(HashMap::from([(
+            "ppdev".to_string(),
+            vec![plan(modules.path(), "ppdev", &["parport"])],
+        )]));
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+        let args = LoaderArgs {
+            resolver: Box::new(resolver),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let module_added = Uevent::builder(Action::Add, "/module/parport_pc")
+            .subsystem("module")
+            .seqnum(7)
+            .build()
+            .unwrap();
+        actor
+            .send_message(LoaderMsg::Events(vec![Arc::new(module_added)], None))
+            .unwrap();
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(kernel.calls("ppdev"), 1);
+        assert_eq!(kernel.calls("parport"), 1);
         actor.stop(None);
     }
 

@@ -7,6 +7,7 @@ pub mod compression;
 pub mod insert;
 pub mod kernel;
 mod plans;
+pub mod rules;
 pub mod scheduler;
 pub mod state;
 
