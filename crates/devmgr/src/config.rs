@@ -9,12 +9,18 @@
 //! sysfs = "/sys"               # sysfs mount (default /sys)
 //! settle_timeout = "10s"       # no answer for this long: re-trigger once, then give up
 //! pacing = "auto"              # "auto" (from the receive buffer), "off", or a window size
+//! settle_quiet = "500ms"       # settled: replay answered, loads done, no new device this long
 //!
 //! [loader]
 //! module_dir = "/lib/modules/6.12.117+deb12-amd64"   # default /lib/modules/$(uname -r)
 //! modprobe_d = ["/etc/modprobe.d"]                     # default: libkmod's directories
 //! cmdline = "/proc/cmdline"    # kernel command line for modprobe.blacklist= and mod.param=
 //! workers = 0                  # loads at once; 0 = one per CPU
+//!
+//! [restart.defaults]           # restart backoff of the supervision tree (Go's defaults)
+//! initial_interval = "500ms"
+//! [restart.overrides."root.devmgr.listener"]
+//! max_interval = "5s"
 //! ```
 
 use std::ops::Range;
@@ -22,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use supervisor::{PolicySection, RestartPolicy};
 use toml::Spanned;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     /// `[listener]`
     pub listener: ListenerConfig,
@@ -33,6 +40,9 @@ pub struct Config {
     pub coldplug: ColdplugConfig,
     /// `[loader]`
     pub loader: LoaderConfig,
+    /// `[restart]`: backoff parameters of the supervision tree, with per-DN overrides (the
+    /// format of [`supervisor::RestartPolicy`], under `restart.`).
+    pub restart: RestartPolicy,
 }
 
 /// `[listener]`
@@ -51,6 +61,10 @@ pub struct ColdplugConfig {
     pub settle_timeout: Duration,
     /// Pacing (default auto).
     pub pacing: coldplug::Pacing,
+    /// Settled means: the replay was answered, no load is running, and no device with a
+    /// modalias was added for this long (default 500 ms; devices behind a bus that was just
+    /// driven, e.g. USB behind a new host controller, show up a moment later).
+    pub settle_quiet: Duration,
 }
 
 /// `[loader]`
@@ -82,9 +96,13 @@ impl Default for ColdplugConfig {
             sysfs: defaults.sysfs,
             settle_timeout: defaults.settle_timeout,
             pacing: defaults.pacing,
+            settle_quiet: DEFAULT_SETTLE_QUIET,
         }
     }
 }
+
+/// Default of `coldplug.settle_quiet`.
+pub const DEFAULT_SETTLE_QUIET: Duration = Duration::from_millis(500);
 
 /// A configuration file that cannot be used: where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +125,7 @@ struct RawConfig {
     coldplug: RawColdplug,
     #[serde(default)]
     loader: RawLoader,
+    restart: Option<PolicySection>,
 }
 
 #[derive(Deserialize, Default)]
@@ -121,6 +140,7 @@ struct RawColdplug {
     sysfs: Option<PathBuf>,
     settle_timeout: Option<Spanned<String>>,
     pacing: Option<Spanned<toml::Value>>,
+    settle_quiet: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -198,6 +218,32 @@ impl Config {
                 }
             };
         }
+        if let Some(quiet) = raw.coldplug.settle_quiet {
+            config.coldplug.settle_quiet = parse_duration(quiet.get_ref())
+                .filter(|d| *d <= Duration::from_secs(60))
+                .ok_or_else(|| {
+                    error(
+                        Some(quiet.span()),
+                        format!(
+                            "coldplug.settle_quiet: {:?} is not a duration from \"0ms\" to \"60s\"",
+                            quiet.get_ref()
+                        ),
+                    )
+                })?;
+        }
+        if let Some(section) = raw.restart {
+            config.restart =
+                RestartPolicy::from_section(text, "restart", section).map_err(|err| {
+                    ConfigError {
+                        path: path.to_path_buf(),
+                        line: Some(err.line),
+                        message: match &err.field {
+                            Some(field) => format!("{field}: {}", err.message),
+                            None => err.message.clone(),
+                        },
+                    }
+                })?;
+        }
         config.loader.module_dir = raw.loader.module_dir;
         config.loader.modprobe_d = raw.loader.modprobe_d;
         config.loader.cmdline = raw.loader.cmdline;
@@ -273,6 +319,28 @@ mod tests {
         );
         assert_eq!(config.loader.cmdline, Some(PathBuf::from("/c")));
         assert_eq!(config.loader.workers, 3);
+        let config = parse(
+            "[coldplug]\nsettle_quiet = \"0ms\"\n\
+             [restart.defaults]\ninitial_interval = \"100ms\"\n\
+             [restart.overrides.\"root.devmgr.loader\"]\nmax_interval = \"2s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.coldplug.settle_quiet, Duration::ZERO);
+        assert_eq!(
+            config.restart.defaults().initial_interval,
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            config.restart.params_for("root.devmgr.loader").max_interval,
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            config
+                .restart
+                .params_for("root.devmgr.loader")
+                .initial_interval,
+            Duration::from_millis(100)
+        );
         assert_eq!(
             parse("[coldplug]\npacing = \"off\"\n")
                 .unwrap()
@@ -297,6 +365,23 @@ mod tests {
             ("[listener]\nreceive_buffer = -1\n", 2, "receive_buffer"),
             ("[loader]\nworkers = 100000\n", 2, "workers"),
             ("[loader\n", 1, ""),
+            ("[coldplug]\nsettle_quiet = \"2h\"\n", 2, "settle_quiet"),
+            (
+                "[restart.defaults]\n\ninitial_interval = \"1us\"\n",
+                3,
+                "restart.defaults.initial_interval",
+            ),
+            (
+                "[restart.overrides.\"root.devmgr.listener\"]\nmultiplier = 0.5\n",
+                2,
+                "multiplier",
+            ),
+            (
+                "[restart.overrides.\"devmgr\"]\nmultiplier = 2.0\n",
+                1,
+                "not a valid DN",
+            ),
+            ("[restart]\nbackoff = 1\n", 2, "unknown field"),
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.line, Some(line), "{text:?}: {err}");

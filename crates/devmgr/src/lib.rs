@@ -4,7 +4,18 @@
 //! - [`config`]: `devmgr.toml` (defaults without a file; unknown keys and bad values are errors
 //!   naming the line).
 //! - [`subsystem`]: the `devmgr` runnable a parent supervisor starts (e.g. as `root.devmgr`):
-//!   `listener`, `loader` and `coldplug` as one group, in that order of readiness.
+//!   `listener`, `loader` and `coldplug` as one group, in that order of readiness. When one of
+//!   them dies, the group restarts and coldplug replays every device, so whatever was missed
+//!   while the listener or the loader was down is handled; a listener `Resync` (overrun) makes
+//!   coldplug replay the devices with a modalias.
+//! - [`observe`]: when the subsystem has settled, and a summary of every actor's counters.
+//! - [`notify`]: readiness for a service manager (`NOTIFY_SOCKET`).
+//!
+//! Other subsystems of a node agent subscribe to the uevents the listener accepted: look the
+//! listener up by [`subsystem::Observer::listener`] and send it `ListenerMsg::Subscribe` with a
+//! `listener::Subscription` (`Subscription::to_actor` or `Subscription::to_fn`, an optional
+//! filter by action, a bound on events in flight); they get `Notification::Uevents` batches and a
+//! `Notification::Resync` whenever events may have been lost. See the `listener` crate.
 //!
 //! ```no_run
 //! use devmgr::{config::Config, subsystem};
@@ -25,13 +36,12 @@
 //!     Options::new(),
 //! )
 //! .await?;
-//! observer.settled.wait_for(Option::is_some).await?; // the coldplug replay has settled
+//! let summary = observer.wait_settled().await; // replay answered, loads done, quiet
+//! println!("{}", summary.unwrap_or_default());
 //! # drop(tree); Ok(()) }
 //! ```
-//!
-//! Still to come (issue #8): `devmgr monitor` and `devmgr trigger`, readiness notification,
-//! re-synchronising after a restart of the loader alone (today the group restarts together),
-//! the restart policy in the config file, the VM test against udevd and `scripts/demo`.
 
 pub mod config;
+pub mod notify;
+pub mod observe;
 pub mod subsystem;

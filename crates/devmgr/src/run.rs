@@ -1,17 +1,21 @@
-//! `devmgr run`.
+//! `devmgr run`: the daemon. Prints progress once a second until settled, then a summary
+//! (devices seen, modules loaded, failures, time to settle, peak memory); prints the summary
+//! again on SIGUSR1; tells a service manager when it is ready (`NOTIFY_SOCKET`).
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use devmgr::config::Config;
-use devmgr::subsystem::{self, RunOptions};
-use kmod_loader::load::LoaderMsg;
-use ractor::{ActorRef, call_t};
+use devmgr::notify::notify;
+use devmgr::observe::Summary;
+use devmgr::subsystem::{self, Observer, RunOptions};
 use supervisor::{Context, Options, Signal, Supervisor};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::RunArgs;
 
 pub(crate) fn run(args: RunArgs) -> ExitCode {
+    let started = Instant::now();
     let config = match &args.config {
         Some(path) => match Config::load(path) {
             Ok(config) => config,
@@ -40,15 +44,15 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, args))
+    runtime.block_on(serve(config, args, started))
 }
 
-async fn serve(config: Config, args: RunArgs) -> ExitCode {
-    let started = Instant::now();
+async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
     let options = RunOptions {
         dry_run: args.dry_run,
         instance: String::new(),
     };
+    let policy = config.restart.clone();
     let (devmgr, mut observer) = subsystem::runnable(config, options);
     let root = move |ctx: Context| {
         let devmgr = devmgr.clone();
@@ -59,70 +63,122 @@ async fn serve(config: Config, args: RunArgs) -> ExitCode {
             Ok(())
         }
     };
-    let tree = match Supervisor::new(root, Options::new()).await {
+    let (mut term, mut usr1) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::user_defined1()),
+    ) {
+        (Ok(term), Ok(usr1)) => (term, usr1),
+        (Err(err), _) | (_, Err(err)) => {
+            eprintln!("devmgr: cannot install signal handlers: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tree = match Supervisor::new(root, Options::new().restart_policy(policy)).await {
         Ok(tree) => tree,
         Err(err) => {
             eprintln!("devmgr: cannot start the supervision tree: {err}");
             return ExitCode::FAILURE;
         }
     };
-    let settled = tokio::select! {
-        report = observer.settled.wait_for(Option::is_some) => report.ok().and_then(|r| r.clone()),
-        _ = shutdown_signal() => None,
-    };
-    if let Some(report) = &settled {
-        let loader = ActorRef::<LoaderMsg>::where_is(observer.loader.clone());
-        let loads = match &loader {
-            Some(loader) => {
-                let _ = call_t!(loader, LoaderMsg::WaitIdle, 600_000);
-                call_t!(loader, LoaderMsg::Stats, 10_000).ok()
+    let progress = tokio::spawn(progress(observer.clone(), started));
+    let asked = observer.clone();
+    let settled = {
+        let wait = observer.wait_settled();
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                summary = &mut wait => break summary,
+                _ = usr1.recv() => println!("{}", asked.summary().await),
+                _ = term.recv() => break None,
+                _ = tokio::signal::ctrl_c() => break None,
             }
-            None => None,
-        };
+        }
+    };
+    progress.abort();
+    if let Some(summary) = &settled {
+        let elapsed = started.elapsed();
         println!(
-            "devmgr: settled after {:?}: {} devices, {} replayed, {} answered, {} gone, {} failed, {} unanswered",
-            started.elapsed(),
-            report.devices,
-            report.written,
-            report.answered,
-            report.gone,
-            report.failed.len(),
-            report.unanswered.len()
+            "devmgr: settled after {:.3}s{}",
+            elapsed.as_secs_f64(),
+            headline(summary)
         );
-        match loads {
-            Some(s) => println!(
-                "devmgr: loader{}: {} events with a modalias, {} unresolved, {} plans, {} loaded, {} already loaded, failed {:?}, {} skipped (no device before)",
-                if args.dry_run { " (dry run)" } else { "" },
-                s.events,
-                s.unresolved,
-                s.plans,
-                s.loads.loaded,
-                s.loads.already_loaded,
-                s.loads.failed,
-                s.skipped_no_device
-            ),
-            None => println!("devmgr: module loading disabled (see the log)"),
+        println!("{summary}");
+        println!("devmgr: peak RSS {} KiB", peak_rss_kib().unwrap_or(0));
+        let status = format!(
+            "READY=1\nSTATUS=settled after {:.3}s{}",
+            elapsed.as_secs_f64(),
+            headline(summary)
+        );
+        if let Err(err) = notify(&status) {
+            tracing::warn!(error = %err, "cannot notify the service manager");
         }
         if !args.exit_when_settled {
-            shutdown_signal().await;
+            loop {
+                tokio::select! {
+                    _ = usr1.recv() => println!("{}", observer.summary().await),
+                    _ = term.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
         }
     }
+    let _ = notify("STOPPING=1");
     tree.shutdown();
     tree.wait_stopped().await;
     ExitCode::SUCCESS
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+/// `: N devices, M modules loaded, F failed` for the settle line.
+fn headline(summary: &Summary) -> String {
+    let devices = summary.replay.as_ref().map_or(0, |r| r.devices);
+    match &summary.loader {
+        Some(l) => format!(
+            ": {devices} devices, {} modules {}, {} failed",
+            if summary.dry_run {
+                l.plans
+            } else {
+                l.loads.loaded
+            },
+            if summary.dry_run {
+                "planned (dry run)"
+            } else {
+                "loaded"
+            },
+            l.loads.failed.values().sum::<u64>()
+        ),
+        None => format!(": {devices} devices, module loading disabled"),
     }
+}
+
+/// One line a second until aborted.
+async fn progress(observer: Observer, started: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = observer.summary().await;
+        let accepted = s.listener.as_ref().map_or(0, |l| l.counts.accepted);
+        let (loaded, failed) = s.loader.as_ref().map_or((0, 0), |l| {
+            (l.loads.loaded, l.loads.failed.values().sum::<u64>())
+        });
+        println!(
+            "devmgr: {:.1}s: {} events accepted, replay {}, {loaded} modules loaded, {failed} failed",
+            started.elapsed().as_secs_f64(),
+            accepted,
+            if s.replay.is_some() {
+                "done"
+            } else {
+                "running"
+            },
+        );
+    }
+}
+
+/// The process's peak resident set (`VmHWM`).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -42,6 +42,12 @@ pub struct Observer {
     pub listener: String,
     /// The loader's registry name.
     pub loader: String,
+    /// The quiet period of the settle rule (`coldplug.settle_quiet`).
+    pub(crate) quiet: Duration,
+    /// Whether the module index could be read at start (`None` until the subsystem started).
+    pub(crate) loading: watch::Receiver<Option<bool>>,
+    /// Dry run.
+    pub(crate) dry_run: bool,
 }
 
 /// The `devmgr` runnable and a way to watch it.
@@ -51,16 +57,21 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         loader: format!("devmgr-loader{}", options.instance),
     };
     let (settled_tx, settled) = watch::channel(None);
+    let (loading_tx, loading) = watch::channel(None);
     let observer = Observer {
         settled,
         listener: names.listener.clone(),
         loader: names.loader.clone(),
+        quiet: config.coldplug.settle_quiet,
+        loading,
+        dry_run: options.dry_run,
     };
     let shared = Arc::new(Shared {
         config,
         options,
         names,
         settled: settled_tx,
+        loading: loading_tx,
         subscribed: watch::channel(None).0,
         first_resolver: std::sync::Mutex::new(None),
     });
@@ -79,6 +90,8 @@ struct Shared {
     options: RunOptions,
     names: Names,
     settled: watch::Sender<Option<PassReport>>,
+    /// Whether module loading is enabled (decided at each start of the subsystem).
+    loading: watch::Sender<Option<bool>>,
     /// The listener the loader is subscribed to (set by each loader incarnation).
     subscribed: watch::Sender<Option<ActorId>>,
     /// The index loaded at start to decide whether to load modules at all, handed to the first
@@ -130,6 +143,7 @@ async fn run(ctx: Context, shared: Arc<Shared>) -> RunResult {
             false
         }
     };
+    shared.loading.send_replace(Some(with_loader));
     let coldplug = {
         let shared = Arc::clone(&shared);
         Runnable::new(move |ctx: Context| coldplug_node(ctx, Arc::clone(&shared), with_loader))

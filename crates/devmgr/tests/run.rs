@@ -1,31 +1,13 @@
 //! `devmgr run` end to end on the build machine: the real `/sys`, the real uevent socket, a
 //! Debian module index from the cache (`scripts/kernels`), nothing loaded (`--dry-run`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const DEVMGR: &str = env!("CARGO_BIN_EXE_devmgr");
 
-fn skip_or_fail(test: &str, why: &str) {
-    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
-    }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
-}
-
-/// The module directory of Debian's 6.12 kernel from `scripts/kernels`.
-fn module_dir() -> Option<PathBuf> {
-    let cache = std::env::var_os("DEVMGR_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/devmgr")))?;
-    let list = std::fs::read_to_string(cache.join("kernels/list")).ok()?;
-    list.lines().find_map(|l| {
-        let (v, root) = l.split_once(' ')?;
-        v.starts_with("6.12.")
-            .then(|| PathBuf::from(root).join("lib/modules").join(v))
-    })
-}
+mod common;
+use common::{module_dir, skip_or_fail};
 
 fn run(config: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -68,15 +50,19 @@ fn dry_run_coldplugs_the_real_sys_settles_and_plans_every_device_with_a_modalias
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("devmgr: settled after")),
+        "no settle line: {stdout}"
+    );
     let summary = stdout
         .lines()
-        .find(|l| l.starts_with("devmgr: settled after"))
-        .unwrap_or_else(|| panic!("no summary: {stdout}"));
-    // "N devices, N replayed, N answered, 0 gone, 0 failed, 0 unanswered"
+        .find(|l| l.starts_with("devmgr: coldplug: "))
+        .unwrap_or_else(|| panic!("no coldplug summary: {stdout}"));
+    // "N devices, N replayed, N answered, 0 gone, 0 failed, 0 unanswered, replay took …"
     let numbers: Vec<u64> = summary
-        .split(": ")
-        .nth(2)
-        .unwrap_or_default()
+        .trim_start_matches("devmgr: coldplug: ")
         .split(", ")
         .filter_map(|part| part.split(' ').next()?.parse().ok())
         .collect();
@@ -86,9 +72,9 @@ fn dry_run_coldplugs_the_real_sys_settles_and_plans_every_device_with_a_modalias
         "every replayed device answered: {summary}"
     );
     assert_eq!(numbers[5], 0, "{summary}");
-    assert!(stdout.contains("loader (dry run):"), "{stdout}");
+    assert!(stdout.contains("devmgr: loader (dry run):"), "{stdout}");
     assert!(
-        stdout.contains(" 0 loaded,"),
+        stdout.contains(" 0 modules loaded,"),
         "a dry run loads nothing: {stdout}"
     );
 
@@ -134,7 +120,7 @@ fn without_a_module_index_it_runs_without_loading_and_says_so() {
     assert!(stderr.contains("module loading disabled"), "{stderr}");
     assert!(stdout.contains("devmgr: settled after"), "{stdout}");
     assert!(
-        stdout.contains("devmgr: module loading disabled"),
+        stdout.contains("devmgr: loader: module loading disabled"),
         "{stdout}"
     );
 }

@@ -1,0 +1,166 @@
+//! Watching a running subsystem from outside: when it has settled, and a summary of every
+//! actor's counters on request.
+//!
+//! *Settled* means: the coldplug replay ended (every replayed device answered, or was given
+//! up on), no module load is running, and no device with a modalias (or a driver rule) was
+//! added for `coldplug.settle_quiet`. The quiet period is there because some devices appear
+//! only a moment after a driver bound: USB devices are enumerated by the hub driver some
+//! hundred milliseconds after their host controller's module was loaded.
+
+use std::fmt;
+use std::time::Duration;
+
+use coldplug::PassReport;
+use kmod_loader::load::{LoaderMsg, LoaderStats};
+use listener::{ListenerMsg, ListenerStats};
+use ractor::{ActorRef, call_t};
+
+use crate::subsystem::Observer;
+
+/// How long a question to an actor may take before it counts as unanswered.
+const ASK_TIMEOUT_MS: u64 = 10_000;
+/// How long waiting for the loads to end may take.
+const IDLE_TIMEOUT_MS: u64 = 600_000;
+
+/// The counters of every actor at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// The report of the coldplug replay, once it ended.
+    pub replay: Option<PassReport>,
+    /// The listener's counters (`None`: not running at the moment).
+    pub listener: Option<ListenerStats>,
+    /// The loader's counters (`None`: not running, or module loading is disabled).
+    pub loader: Option<LoaderStats>,
+    /// Whether module loading is enabled at all.
+    pub loading: bool,
+    /// Whether the loader only resolves (dry run).
+    pub dry_run: bool,
+}
+
+impl Observer {
+    /// Waits until the subsystem has settled (see the module docs) and returns the summary at
+    /// that moment; `None` if the subsystem went away first.
+    pub async fn wait_settled(&mut self) -> Option<Summary> {
+        self.settled.wait_for(Option::is_some).await.ok()?;
+        if self.loading() {
+            self.quiet_loader().await;
+        }
+        Some(self.summary().await)
+    }
+
+    /// Waits until the loader is idle and its count of lookups did not change for the quiet
+    /// period. Returns early when the loader is not running (it is being restarted: the
+    /// restart replays every device anyway).
+    async fn quiet_loader(&self) {
+        loop {
+            let Some(loader) = ActorRef::<LoaderMsg>::where_is(self.loader.clone()) else {
+                return;
+            };
+            let _ = call_t!(loader, LoaderMsg::WaitIdle, IDLE_TIMEOUT_MS);
+            let Ok(before) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
+                return;
+            };
+            tokio::time::sleep(self.quiet).await;
+            let _ = call_t!(loader, LoaderMsg::WaitIdle, IDLE_TIMEOUT_MS);
+            let Ok(after) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
+                return;
+            };
+            if after.events == before.events {
+                return;
+            }
+        }
+    }
+
+    /// Asks every actor for its counters.
+    pub async fn summary(&self) -> Summary {
+        let listener = match ActorRef::<ListenerMsg>::where_is(self.listener.clone()) {
+            Some(actor) => call_t!(actor, ListenerMsg::Stats, ASK_TIMEOUT_MS).ok(),
+            None => None,
+        };
+        let loader = match ActorRef::<LoaderMsg>::where_is(self.loader.clone()) {
+            Some(actor) => call_t!(actor, LoaderMsg::Stats, ASK_TIMEOUT_MS).ok(),
+            None => None,
+        };
+        Summary {
+            replay: self.settled.borrow().clone(),
+            listener,
+            loader,
+            loading: self.loading(),
+            dry_run: self.dry_run,
+        }
+    }
+
+    /// Whether module loading is enabled (the module index could be read).
+    pub fn loading(&self) -> bool {
+        *self.loading.borrow() == Some(true)
+    }
+
+    /// The quiet period of the settle rule.
+    pub fn quiet(&self) -> Duration {
+        self.quiet
+    }
+}
+
+impl fmt::Display for Summary {
+    /// One line per actor, each starting with `devmgr: <actor>:`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.replay {
+            Some(r) => writeln!(
+                f,
+                "devmgr: coldplug: {} devices, {} replayed, {} answered, {} gone, {} failed, {} unanswered, replay took {:?}",
+                r.devices,
+                r.written,
+                r.answered,
+                r.gone,
+                r.failed.len(),
+                r.unanswered.len(),
+                r.elapsed
+            )?,
+            None => writeln!(f, "devmgr: coldplug: replay not ended yet")?,
+        }
+        match &self.listener {
+            Some(l) => {
+                let dropped: u64 = l.counts.dropped.iter().map(|(_, n)| n).sum();
+                writeln!(
+                    f,
+                    "devmgr: listener: {} received, {} accepted, {} dropped, {} overruns, {} resyncs, receive buffer {} bytes",
+                    l.counts.received,
+                    l.counts.accepted,
+                    dropped,
+                    l.counts.overruns,
+                    l.counts.resyncs,
+                    l.receive_buffer
+                )?;
+                for (reason, n) in &l.counts.dropped {
+                    writeln!(f, "devmgr: listener: dropped {n}: {reason}")?;
+                }
+            }
+            None => writeln!(f, "devmgr: listener: not running")?,
+        }
+        match (&self.loader, self.loading) {
+            (_, false) => write!(f, "devmgr: loader: module loading disabled (see the log)"),
+            (None, true) => write!(f, "devmgr: loader: not running"),
+            (Some(s), true) => {
+                let failed: u64 = s.loads.failed.values().sum();
+                write!(
+                    f,
+                    "devmgr: loader{}: {} lookups, {} unresolved, {} plans, {} modules loaded, {} already loaded, {} failed{}, {} skipped (no device last time), {} index reloads",
+                    if self.dry_run { " (dry run)" } else { "" },
+                    s.events,
+                    s.unresolved,
+                    s.plans,
+                    s.loads.loaded,
+                    s.loads.already_loaded,
+                    failed,
+                    if s.loads.failed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {:?}", s.loads.failed)
+                    },
+                    s.skipped_no_device,
+                    s.reloads
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Prints why a test does not run here, or fails when `DEVMGR_REQUIRE_ALL_TESTS=1` (as
+/// `scripts/test` sets it).
+pub fn skip_or_fail(test: &str, why: &str) {
+    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
+        panic!("{test}: {why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipping {test}: {why}");
+}
+
+/// The module directory of Debian's 6.12 kernel from `scripts/kernels`.
+pub fn module_dir() -> Option<PathBuf> {
+    let cache = std::env::var_os("DEVMGR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/devmgr")))?;
+    let list = std::fs::read_to_string(cache.join("kernels/list")).ok()?;
+    list.lines().find_map(|l| {
+        let (v, root) = l.split_once(' ')?;
+        v.starts_with("6.12.")
+            .then(|| PathBuf::from(root).join("lib/modules").join(v))
+    })
+}

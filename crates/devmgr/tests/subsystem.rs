@@ -1,0 +1,142 @@
+//! The subsystem in-process, as a node agent would run it, on the real `/sys` and uevent socket
+//! (dry run: nothing is loaded): after the loader or the listener is killed, the group restarts
+//! and every device is replayed, so nothing missed while one was down stays without a plan.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{module_dir, skip_or_fail};
+use devmgr::config::Config;
+use devmgr::subsystem::{self, Observer, RunOptions};
+use kmod_loader::load::LoaderMsg;
+use listener::ListenerMsg;
+use ractor::ActorRef;
+use supervisor::{BackoffParams, Context, LogRecorder, Options, RestartPolicy, Signal, Supervisor};
+
+async fn start(instance: &str) -> Option<(Supervisor, Observer, LogRecorder)> {
+    let test = instance;
+    if !nix::unistd::geteuid().is_root() {
+        skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
+        return None;
+    }
+    let Some(dir) = module_dir() else {
+        skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+        return None;
+    };
+    let mut config = Config::default();
+    config.loader.module_dir = Some(dir);
+    config.loader.cmdline = Some("".into());
+    config.coldplug.settle_quiet = Duration::from_millis(100);
+    let (devmgr, observer) = subsystem::runnable(
+        config,
+        RunOptions {
+            dry_run: true,
+            instance: format!("-{instance}"),
+        },
+    );
+    let root = move |ctx: Context| {
+        let devmgr = devmgr.clone();
+        async move {
+            ctx.run("devmgr", devmgr)?;
+            ctx.signal(Signal::Healthy)?;
+            ctx.signal(Signal::Done)?;
+            Ok(())
+        }
+    };
+    let fast = BackoffParams {
+        initial_interval: Duration::from_millis(5),
+        max_interval: Duration::from_millis(50),
+        ..BackoffParams::default()
+    };
+    let recorder = LogRecorder::new();
+    let options = Options::new()
+        .restart_policy(RestartPolicy::new(fast).expect("valid policy"))
+        .log_recorder(recorder.clone());
+    let tree = Supervisor::new(root, options).await.expect("tree starts");
+    Some((tree, observer, recorder))
+}
+
+/// Kills the actor registered as `name` with `kill`, then waits for a new coldplug pass to
+/// settle and returns the new loader's lookups.
+async fn kill_and_resettle(observer: &mut Observer, kill: impl FnOnce()) -> u64 {
+    observer.settled.borrow_and_update();
+    kill();
+    tokio::time::timeout(Duration::from_secs(30), observer.settled.changed())
+        .await
+        .expect("a new replay settles within 30 s")
+        .expect("subsystem alive");
+    let summary = tokio::time::timeout(Duration::from_secs(30), observer.wait_settled())
+        .await
+        .expect("settles")
+        .expect("subsystem alive");
+    let replay = summary.replay.expect("replay report");
+    assert!(replay.settled, "{replay:?}");
+    assert_eq!(replay.written, replay.answered, "{replay:?}");
+    summary.loader.expect("a loader runs again").events
+}
+
+fn devices_with_modalias() -> u64 {
+    let walk = coldplug::walk::devices(
+        std::path::Path::new("/sys"),
+        coldplug::walk::Select::WithModalias,
+    );
+    walk.devices.len() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_loader_restarts_with_the_group_and_every_device_is_replayed_to_it() {
+    let Some((tree, mut observer, recorder)) = start("loader-killed").await else {
+        return;
+    };
+    let first = observer.wait_settled().await.expect("settles");
+    let lookups = first.loader.expect("loader").events;
+    let expected = devices_with_modalias();
+    assert!(
+        lookups >= expected,
+        "{lookups} lookups < {expected} devices"
+    );
+
+    let name = observer.loader.clone();
+    let lookups = kill_and_resettle(&mut observer, || {
+        ActorRef::<LoaderMsg>::where_is(name)
+            .expect("loader registered")
+            .kill();
+    })
+    .await;
+    assert!(
+        lookups >= expected,
+        "the new loader saw {lookups} lookups, {expected} devices have a modalias"
+    );
+    assert!(
+        recorder
+            .entries()
+            .iter()
+            .any(|e| e.dn.starts_with("root.devmgr.loader")),
+        "the loader's failure is logged with its DN"
+    );
+    tree.shutdown();
+    tree.wait_stopped().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_listener_restarts_with_the_group_and_every_device_is_replayed() {
+    let Some((tree, mut observer, _)) = start("listener-killed").await else {
+        return;
+    };
+    observer.wait_settled().await.expect("settles");
+    let expected = devices_with_modalias();
+    let name = observer.listener.clone();
+    let lookups = kill_and_resettle(&mut observer, || {
+        ActorRef::<ListenerMsg>::where_is(name)
+            .expect("listener registered")
+            .kill();
+    })
+    .await;
+    assert!(
+        lookups >= expected,
+        "{lookups} lookups < {expected} devices"
+    );
+    tree.shutdown();
+    tree.wait_stopped().await;
+}
