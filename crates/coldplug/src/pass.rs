@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use uevent::Action;
 
 use crate::trigger::{self, Outcome};
 use crate::uuid::UuidSource;
@@ -68,6 +69,7 @@ pub enum TimeoutAction {
 /// One replay in progress.
 #[derive(Debug)]
 pub struct Pass {
+    action: Action,
     sysfs: PathBuf,
     devices: Vec<PathBuf>,
     queue: VecDeque<usize>,
@@ -98,6 +100,7 @@ impl Pass {
             elapsed: Duration::ZERO,
         };
         Pass {
+            action: Action::Add,
             sysfs: sysfs.to_path_buf(),
             queue: (0..walk.devices.len()).collect(),
             devices: walk.devices,
@@ -107,6 +110,12 @@ impl Pass {
             started: Instant::now(),
             report,
         }
+    }
+
+    /// Writes `action` instead of `add` (for `devmgr trigger --action`; a replay is `add`).
+    pub fn with_action(mut self, action: Action) -> Pass {
+        self.action = action;
+        self
     }
 
     /// Writes queued devices while fewer than `window` are unanswered. Returns how many were
@@ -121,7 +130,7 @@ impl Pass {
                 continue;
             };
             let uuid = uuids.next_uuid();
-            match trigger::add(dir, &uuid) {
+            match trigger::write(dir, self.action, &uuid) {
                 Outcome::Written => {
                     self.outstanding.insert(uuid, index);
                     self.report.written += 1;

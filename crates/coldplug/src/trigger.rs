@@ -1,9 +1,10 @@
-//! Writing `add <uuid>` into a device's `uevent` file (rules R16, R17).
+//! Writing `add <uuid>` (or another action) into a device's `uevent` file (rules R16, R17).
 
 use std::io::Write;
 use std::path::Path;
 
 use nix::errno::Errno;
+use uevent::Action;
 
 /// What a write into a `uevent` file came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +22,16 @@ pub enum Outcome {
 
 /// Writes `add <uuid>` into `dir/uevent`.
 pub fn add(dir: &Path, uuid: &str) -> Outcome {
+    write(dir, Action::Add, uuid)
+}
+
+/// Writes `<action> <uuid>` into `dir/uevent` (`udevadm trigger --action=…`).
+pub fn write(dir: &Path, action: Action, uuid: &str) -> Outcome {
     let path = dir.join("uevent");
     let result = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .and_then(|mut file| file.write_all(format!("add {uuid}").as_bytes()));
+        .and_then(|mut file| file.write_all(format!("{action} {uuid}").as_bytes()));
     match result {
         Ok(()) => Outcome::Written,
         Err(err) => {
@@ -48,6 +54,17 @@ pub fn add(dir: &Path, uuid: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_action_is_written_with_the_uuid() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("uevent"), "").unwrap();
+        assert_eq!(write(tmp.path(), Action::Change, "u-2"), Outcome::Written);
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("uevent")).unwrap(),
+            "change u-2"
+        );
+    }
 
     #[test]
     fn writing_into_a_plain_file_is_written_and_says_add_with_the_uuid() {

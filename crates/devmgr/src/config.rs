@@ -268,7 +268,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// `"10s"`, `"500ms"`, `"2m"`, `"1.5s"`.
-fn parse_duration(text: &str) -> Option<Duration> {
+pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (number, unit) = text.split_at(split);

@@ -1,6 +1,13 @@
-//! The `devmgr` command line: `devmgr run` (the device manager; `--dry-run` loads nothing) and
-//! `devmgr resolve MODALIAS…` (load plans in the form of `modprobe --show-depends`). `monitor`
-//! and `trigger` are still to come (issue #8).
+//! The `devmgr` command line:
+//!
+//! - `devmgr run`: the device manager (`--dry-run` loads nothing);
+//! - `devmgr resolve MODALIAS…`: load plans in the form of `modprobe --show-depends`;
+//! - `devmgr monitor`: the kernel uevents the daemon would accept, printed like
+//!   `udevadm monitor --kernel --property` (the listener's socket and trust checks: forged
+//!   datagrams are dropped, not printed);
+//! - `devmgr trigger`: an event for every (matching) device, like
+//!   `udevadm trigger --type=devices`, each write tagged with a `SYNTH_UUID`; with `--settle`
+//!   it waits until the kernel has answered every write (coldplug's `Pass`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +34,16 @@ enum Command {
     /// `insmod PATH OPTIONS` per module file, `builtin NAME` for builtin modules,
     /// `install COMMAND` for refused install commands. Nothing is loaded or executed.
     Resolve(ResolveArgs),
+    /// Print the kernel uevents devmgr accepts as they arrive, like
+    /// `udevadm monitor --kernel --property`: a header line per event, then its properties
+    /// (ACTION, DEVPATH, SUBSYSTEM, SEQNUM, the others in arrival order) and a blank line.
+    /// Datagrams that did not come from the kernel are dropped, as by `devmgr run`. Runs until
+    /// SIGINT/SIGTERM or `--count` events.
+    Monitor(MonitorArgs),
+    /// Make the kernel send an event for every device, like `udevadm trigger --type=devices`:
+    /// writes `ACTION UUID` into each device's `uevent` file. With `--settle`, waits until every
+    /// write has come back as an event carrying its `SYNTH_UUID`.
+    Trigger(TriggerArgs),
 }
 
 #[derive(clap::Args)]
@@ -69,7 +86,59 @@ struct ResolveArgs {
     modaliases: Vec<String>,
 }
 
+/// `devmgr monitor`'s arguments.
+#[derive(clap::Args)]
+struct MonitorArgs {
+    /// Only events of this subsystem, optionally only of this device type
+    /// (`SUBSYSTEM[/DEVTYPE]`, exact match); repeatable, any may match (like `udevadm monitor
+    /// -s`).
+    #[arg(
+        short = 's',
+        long = "subsystem-match",
+        value_name = "SUBSYSTEM[/DEVTYPE]"
+    )]
+    subsystems: Vec<String>,
+    /// Exit after printing this many events.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Print only the header line of each event, not its properties.
+    #[arg(long)]
+    no_properties: bool,
+}
+
+/// `devmgr trigger`'s arguments.
+#[derive(clap::Args)]
+struct TriggerArgs {
+    /// Wait until the kernel has answered every write (its event came back with the write's
+    /// `SYNTH_UUID`); exit non-zero if some never did.
+    #[arg(short = 'w', long)]
+    settle: bool,
+    /// The action to write: add, remove, change, move, online, offline, bind, unbind. `add`
+    /// (what devmgr acts on) unlike udevadm, whose default is `change`.
+    #[arg(short = 'c', long, default_value = "add")]
+    action: uevent::Action,
+    /// Only devices of this subsystem (a glob, like `udevadm trigger -s`); repeatable, any may
+    /// match.
+    #[arg(short = 's', long = "subsystem-match", value_name = "SUBSYSTEM")]
+    subsystems: Vec<String>,
+    /// The sysfs mount; devices are found under `SYSFS/devices`.
+    #[arg(long, default_value = "/sys")]
+    sysfs: PathBuf,
+    /// Print the devices that would be triggered; write nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Print each device's path before triggering it.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// With --settle: how long without any answer before the silent devices are triggered once
+    /// more, and after that before giving up on them (`10s`, `500ms`, `2m`).
+    #[arg(long, default_value = "10s", value_parser = trigger::parse_timeout)]
+    timeout: std::time::Duration,
+}
+
+mod monitor;
 mod run;
+mod trigger;
 
 fn module_dir(args: &ResolveArgs) -> PathBuf {
     if let Some(dir) = &args.dir {
@@ -152,6 +221,8 @@ fn resolve(
 fn main() -> ExitCode {
     match Cli::parse().command {
         Some(Command::Run(args)) => run::run(args),
+        Some(Command::Monitor(args)) => monitor::monitor(args),
+        Some(Command::Trigger(args)) => trigger::trigger(args),
         Some(Command::Resolve(args)) => {
             match resolve(
                 &args,

@@ -42,31 +42,29 @@ impl Observer {
     /// that moment; `None` if the subsystem went away first.
     pub async fn wait_settled(&mut self) -> Option<Summary> {
         self.settled.wait_for(Option::is_some).await.ok()?;
+        self.loading.wait_for(Option::is_some).await.ok()?;
         if self.loading() {
             self.quiet_loader().await;
         }
         Some(self.summary().await)
     }
 
-    /// Waits until the loader is idle and its count of lookups did not change for the quiet
-    /// period. Returns early when the loader is not running (it is being restarted: the
-    /// restart replays every device anyway).
+    /// Waits until the loader is idle and has been for the quiet period (no lookup asked for,
+    /// no plan ended). Returns early when the loader is not running (it is being restarted:
+    /// the restart replays every device anyway).
     async fn quiet_loader(&self) {
         loop {
             let Some(loader) = ActorRef::<LoaderMsg>::where_is(self.loader.clone()) else {
                 return;
             };
             let _ = call_t!(loader, LoaderMsg::WaitIdle, IDLE_TIMEOUT_MS);
-            let Ok(before) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
+            let Ok(stats) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
                 return;
             };
-            tokio::time::sleep(self.quiet).await;
-            let _ = call_t!(loader, LoaderMsg::WaitIdle, IDLE_TIMEOUT_MS);
-            let Ok(after) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
-                return;
-            };
-            if after.events == before.events {
-                return;
+            match stats.idle_for {
+                Some(idle) if idle >= self.quiet => return,
+                Some(idle) => tokio::time::sleep(self.quiet - idle).await,
+                None => {}
             }
         }
     }

@@ -18,7 +18,7 @@ use kmod_loader::{Resolver, ResolverOptions};
 use listener::{Filter, Listener, ListenerMsg, Notification, Subscription};
 use ractor::{Actor, ActorId, ActorRef, call};
 use supervisor::{Canceled, Context, RunResult, Runnable, Signal, actor_runnable};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use uevent::Action;
 
 use crate::config::Config;
@@ -73,7 +73,6 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         settled: settled_tx,
         loading: loading_tx,
         subscribed: watch::channel(None).0,
-        first_resolver: std::sync::Mutex::new(None),
     });
     let runnable = Runnable::new(move |ctx: Context| run(ctx, Arc::clone(&shared)));
     (runnable, observer)
@@ -94,9 +93,6 @@ struct Shared {
     loading: watch::Sender<Option<bool>>,
     /// The listener the loader is subscribed to (set by each loader incarnation).
     subscribed: watch::Sender<Option<ActorId>>,
-    /// The index loaded at start to decide whether to load modules at all, handed to the first
-    /// loader incarnation so it is not read twice; later incarnations load it afresh.
-    first_resolver: std::sync::Mutex<Option<Resolver>>,
 }
 
 fn resolver_options(config: &Config) -> ResolverOptions {
@@ -129,35 +125,19 @@ async fn run(ctx: Context, shared: Arc<Shared>) -> RunResult {
         };
         (Listener, config)
     });
-    let with_loader = match Resolver::load(resolver_options(&shared.config)) {
-        Ok(resolver) => {
-            if let Ok(mut first) = shared.first_resolver.lock() {
-                *first = Some(resolver);
-            }
-            true
-        }
-        Err(err) => {
-            ctx.logger().error(format!(
-                "module loading disabled: the module index cannot be loaded: {err}"
-            ));
-            false
-        }
+    let loader = {
+        let shared = Arc::clone(&shared);
+        Runnable::new(move |ctx: Context| loader_node(ctx, Arc::clone(&shared)))
     };
-    shared.loading.send_replace(Some(with_loader));
     let coldplug = {
         let shared = Arc::clone(&shared);
-        Runnable::new(move |ctx: Context| coldplug_node(ctx, Arc::clone(&shared), with_loader))
+        Runnable::new(move |ctx: Context| coldplug_node(ctx, Arc::clone(&shared)))
     };
-    let mut group: Vec<(&str, Runnable)> = vec![("listener", listener)];
-    if with_loader {
-        let shared = Arc::clone(&shared);
-        group.push((
-            "loader",
-            Runnable::new(move |ctx: Context| loader_node(ctx, Arc::clone(&shared))),
-        ));
-    }
-    group.push(("coldplug", coldplug));
-    ctx.run_group(group)?;
+    ctx.run_group([
+        ("listener", listener),
+        ("loader", loader),
+        ("coldplug", coldplug),
+    ])?;
     ctx.signal(Signal::Healthy)?;
     ctx.signal(Signal::Done)?;
     Ok(())
@@ -180,13 +160,46 @@ async fn listener_up(ctx: &Context, name: &str) -> Result<ActorRef<ListenerMsg>,
     }
 }
 
+/// The loader: subscribes to the listener at once (so coldplug can start replaying), reads the
+/// module index meanwhile, then hands the queued events to the loader actor. Without a usable
+/// index it stays up without loading anything, and says so.
 async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
+    // Unknown until this incarnation has read the index and its actor runs.
+    shared.loading.send_replace(None);
+    let listener = listener_up(&ctx, &shared.names.listener).await?;
+    let (queue, mut queued) = mpsc::unbounded_channel::<LoaderMsg>();
+    let subscription = Subscription::to_fn(move |n| match n {
+        Notification::Uevents(batch) => {
+            let events = batch.iter().map(|d| Arc::clone(d.event())).collect();
+            // The deliveries ride along and are dropped once handled: the listener's bound on
+            // events in flight holds through the queue and the loader's mailbox.
+            queue
+                .send(LoaderMsg::Events(events, Some(Box::new(batch))))
+                .is_ok()
+        }
+        Notification::Resync(_) => queue.send(LoaderMsg::Resync).is_ok(),
+    })
+    .filter(Filter::actions([Action::Add]))
+    .capacity(1 << 16);
+    call!(listener, ListenerMsg::Subscribe, subscription)
+        .map_err(|err| format!("loader could not subscribe to the listener: {err}"))?;
+    shared.subscribed.send_replace(Some(listener.get_id()));
+    ctx.signal(Signal::Healthy)?;
+
     let config = &shared.config;
     let options = resolver_options(config);
-    let first = shared.first_resolver.lock().ok().and_then(|mut r| r.take());
-    let resolver = match first {
-        Some(resolver) => resolver,
-        None => Resolver::load(options.clone())?,
+    let read = {
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || Resolver::load(options))
+    };
+    let resolver = tokio::select! {
+        read = read => read,
+        _ = ctx.cancelled() => return Err(Canceled.into()),
+    };
+    let resolver = match resolver {
+        Ok(Ok(resolver)) => resolver,
+        Ok(Err(err)) => return without_loading(ctx, &shared, err.to_string(), queued).await,
+        Err(err) => return without_loading(ctx, &shared, err.to_string(), queued).await,
     };
     let cmdline = options
         .cmdline
@@ -206,56 +219,69 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         loader: Arc::new(loader),
         dry_run: shared.options.dry_run,
     };
-    let listener = listener_up(&ctx, &shared.names.listener).await?;
     let (actor, mut stopped) = Actor::spawn(Some(shared.names.loader.clone()), LoaderActor, args)
         .await
         .map_err(|err| format!("loader actor did not start: {err}"))?;
-    let to_loader = actor.clone();
-    let subscription = Subscription::to_fn(move |n| match n {
-        Notification::Uevents(batch) => {
-            let events = batch.iter().map(|d| Arc::clone(d.event())).collect();
-            // The deliveries ride along and are dropped once handled: the listener's bound on
-            // events in flight holds through the loader's mailbox.
-            to_loader
-                .send_message(LoaderMsg::Events(events, Some(Box::new(batch))))
-                .is_ok()
+    shared.loading.send_replace(Some(true));
+    loop {
+        tokio::select! {
+            msg = queued.recv() => {
+                let forwarded = match msg {
+                    Some(msg) => actor.send_message(msg).is_ok(),
+                    None => false,
+                };
+                if !forwarded {
+                    actor.stop(Some("the listener stopped delivering".into()));
+                    let _ = (&mut stopped).await;
+                    return Err("the loader's subscription ended".into());
+                }
+            }
+            _ = ctx.cancelled() => {
+                actor.stop(Some("supervisor context cancelled".into()));
+                let _ = (&mut stopped).await;
+                return Err(Canceled.into());
+            }
+            _ = &mut stopped => return Err("loader actor stopped".into()),
         }
-        Notification::Resync(_) => to_loader.send_message(LoaderMsg::Resync).is_ok(),
-    })
-    .filter(Filter::actions([Action::Add]))
-    .capacity(1 << 16);
-    if let Err(err) = call!(listener, ListenerMsg::Subscribe, subscription) {
-        // Stop it, or the next incarnation could not register the name again.
-        actor.stop(Some("could not subscribe".into()));
-        let _ = stopped.await;
-        return Err(format!("loader could not subscribe to the listener: {err}").into());
-    }
-    shared.subscribed.send_replace(Some(listener.get_id()));
-    ctx.signal(Signal::Healthy)?;
-    tokio::select! {
-        _ = ctx.cancelled() => {
-            actor.stop(Some("supervisor context cancelled".into()));
-            let _ = (&mut stopped).await;
-            Err(Canceled.into())
-        }
-        _ = &mut stopped => Err("loader actor stopped".into()),
     }
 }
 
-async fn coldplug_node(ctx: Context, shared: Arc<Shared>, with_loader: bool) -> RunResult {
-    let listener = listener_up(&ctx, &shared.names.listener).await?;
-    if with_loader {
-        // Not a single write before the loader listens to this very listener.
-        let mut subscribed = shared.subscribed.subscribe();
-        let id = listener.get_id();
-        let waited = tokio::time::timeout(
-            Duration::from_secs(10),
-            subscribed.wait_for(|s| *s == Some(id)),
-        )
-        .await;
-        if !matches!(waited, Ok(Ok(_))) {
-            return Err("the loader did not subscribe to the listener within 10 s".into());
+/// Module loading is disabled: say so, and drop what arrives until cancelled.
+async fn without_loading(
+    ctx: Context,
+    shared: &Shared,
+    why: String,
+    mut queued: mpsc::UnboundedReceiver<LoaderMsg>,
+) -> RunResult {
+    ctx.logger().error(format!(
+        "module loading disabled: the module index cannot be loaded: {why}"
+    ));
+    shared.loading.send_replace(Some(false));
+    loop {
+        tokio::select! {
+            msg = queued.recv() => if msg.is_none() {
+                return Err("the loader's subscription ended".into());
+            },
+            _ = ctx.cancelled() => return Err(Canceled.into()),
         }
+    }
+}
+
+async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
+    // This incarnation's replay has not ended yet.
+    shared.settled.send_replace(None);
+    let listener = listener_up(&ctx, &shared.names.listener).await?;
+    // Not a single write before the loader listens to this very listener.
+    let mut subscribed = shared.subscribed.subscribe();
+    let id = listener.get_id();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(10),
+        subscribed.wait_for(|s| *s == Some(id)),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if !waited {
+        return Err("the loader did not subscribe to the listener within 10 s".into());
     }
     let coldplug = &shared.config.coldplug;
     let config = coldplug::ColdplugConfig {

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{Semaphore, watch};
@@ -96,6 +97,8 @@ pub struct LoaderStats {
     pub skipped_no_device: u64,
     /// The loads.
     pub loads: LoadStats,
+    /// How long no lookup was asked for and no plan ended; `None` while a plan runs.
+    pub idle_for: Option<Duration>,
 }
 
 /// The loader actor.
@@ -108,6 +111,8 @@ pub struct LoaderState {
     cache: Arc<NoDeviceCache>,
     slots: Arc<Semaphore>,
     running: watch::Sender<usize>,
+    /// When the last lookup was asked for or the last plan ended.
+    last_activity: Arc<std::sync::Mutex<Instant>>,
     stats: LoaderStats,
 }
 
@@ -126,6 +131,7 @@ impl Actor for LoaderActor {
             cache: Arc::default(),
             slots: Arc::new(Semaphore::new(MAX_PLANS_IN_FLIGHT)),
             running: watch::channel(0).0,
+            last_activity: Arc::new(std::sync::Mutex::new(Instant::now())),
             stats: LoaderStats::default(),
         })
     }
@@ -174,6 +180,9 @@ impl Actor for LoaderActor {
             LoaderMsg::Stats(reply) => {
                 let mut stats = state.stats.clone();
                 stats.loads = state.args.loader.stats();
+                stats.idle_for = (*state.running.borrow() == 0)
+                    .then(|| state.last_activity.lock().map(|t| t.elapsed()).ok())
+                    .flatten();
                 let _ = reply.send(stats);
             }
         }
@@ -194,6 +203,7 @@ impl LoaderState {
 
     async fn load(&mut self, modalias: String, synthetic: bool) {
         self.stats.events += 1;
+        touch(&self.last_activity);
         let plans = match self.args.resolver.plans(&modalias) {
             Ok(plans) => plans,
             Err(err) => {
@@ -221,7 +231,7 @@ impl LoaderState {
             let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
                 return;
             };
-            let running = Running::start(&self.running);
+            let running = Running::start(&self.running, &self.last_activity);
             let (loader, cache) = (Arc::clone(&self.args.loader), Arc::clone(&self.cache));
             let alias = modalias.clone();
             tokio::spawn(async move {
@@ -239,19 +249,28 @@ impl LoaderState {
     }
 }
 
-/// Counts a running plan for as long as it lives (also if its task panics).
-struct Running(watch::Sender<usize>);
+/// Counts a running plan for as long as it lives (also if its task panics), and notes when it
+/// ended.
+struct Running(watch::Sender<usize>, Arc<std::sync::Mutex<Instant>>);
 
 impl Running {
-    fn start(count: &watch::Sender<usize>) -> Running {
+    fn start(count: &watch::Sender<usize>, last: &Arc<std::sync::Mutex<Instant>>) -> Running {
         count.send_modify(|n| *n += 1);
-        Running(count.clone())
+        Running(count.clone(), Arc::clone(last))
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // Noted before the count drops, so whoever sees the loader idle sees the new time.
+        touch(&self.1);
         self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+fn touch(last: &std::sync::Mutex<Instant>) {
+    if let Ok(mut t) = last.lock() {
+        *t = Instant::now();
     }
 }
 
@@ -392,6 +411,8 @@ mod tests {
         call!(actor, LoaderMsg::WaitIdle).unwrap();
         assert_eq!(kernel.calls("ppdev"), 1);
         assert_eq!(kernel.calls("parport"), 1);
+        let idle = call!(actor, LoaderMsg::Stats).unwrap().idle_for;
+        assert!(idle.is_some(), "idle once the plan ended");
         actor.stop(None);
     }
 

@@ -1,0 +1,332 @@
+//! `devmgr monitor`: the kernel uevents devmgr accepts, printed as they arrive in the format of
+//! `udevadm monitor --kernel --property`.
+//!
+//! The events come from a [`Listener`] actor, the same socket, trust checks (kernel port 0,
+//! group 1, kernel credentials) and parser as `devmgr run`: a datagram forged by a userspace
+//! process is dropped and counted (the listener logs the first of each kind), never printed.
+//! The banner is printed only once the socket is bound and subscribed to, so anything that
+//! happens after it has appeared is seen.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use listener::{
+    Filter, Listener, ListenerConfig, ListenerMsg, Notification, ResyncReason, Subscription,
+};
+use ractor::{Actor, ActorRef, call};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use uevent::Uevent;
+
+use crate::MonitorArgs;
+
+/// What `udevadm monitor --kernel` prints first.
+const BANNER: &str = "monitor will print the received events for:\nKERNEL - the kernel uevent\n\n";
+
+/// Events the monitor may have in flight from the listener before it is told to resync.
+const CAPACITY: usize = 1 << 16;
+
+/// Logs to stderr, `RUST_LOG` or else `default`.
+pub(crate) fn init_logging(default: &str) {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .init();
+}
+
+/// A single-threaded runtime: the listener reads its socket on a thread of its own.
+pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Runs `devmgr monitor`.
+pub(crate) fn monitor(args: MonitorArgs) -> ExitCode {
+    init_logging("warn");
+    let matches = match args
+        .subsystems
+        .iter()
+        .map(|s| SubsystemMatch::parse(s))
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(matches) => matches,
+        None => {
+            eprintln!("devmgr: --subsystem-match takes SUBSYSTEM or SUBSYSTEM/DEVTYPE");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("devmgr: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(watch(&args, &matches)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `devmgr monitor | head`: the reader is gone, which ends the monitor.
+        Err(Failure::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("devmgr: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why the monitor stopped early.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("cannot listen for uevents: {0}")]
+    Listen(String),
+    #[error("the uevent listener stopped")]
+    ListenerGone,
+    #[error("cannot install signal handlers: {0}")]
+    Signals(io::Error),
+    #[error("writing the events: {0}")]
+    Io(#[from] io::Error),
+}
+
+async fn watch(args: &MonitorArgs, matches: &[SubsystemMatch]) -> Result<(), Failure> {
+    let mut term = signal(SignalKind::terminate()).map_err(Failure::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Failure::Signals)?;
+    let (listener, events) = listen(matches).await?;
+    let printed = print_events(args, matches, events, async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+    .await;
+    listener.stop(None);
+    printed
+}
+
+/// Starts a listener and subscribes to the events of `matches`' subsystems (all without any).
+async fn listen(
+    matches: &[SubsystemMatch],
+) -> Result<(ActorRef<ListenerMsg>, UnboundedReceiver<Notification>), Failure> {
+    let (listener, _) = Actor::spawn(None, Listener, ListenerConfig::default())
+        .await
+        .map_err(|e| Failure::Listen(e.to_string()))?;
+    let mut filter = Filter::all();
+    if !matches.is_empty() {
+        let mut subsystems: Vec<Vec<u8>> = matches.iter().map(|m| m.subsystem.clone()).collect();
+        subsystems.sort();
+        subsystems.dedup();
+        filter.subsystems = Some(subsystems);
+    }
+    let (tx, rx) = unbounded_channel();
+    let subscription = Subscription::to_fn(move |n| tx.send(n).is_ok())
+        .filter(filter)
+        .capacity(CAPACITY);
+    if let Err(err) = call!(listener, ListenerMsg::Subscribe, subscription) {
+        listener.stop(None);
+        return Err(Failure::Listen(err.to_string()));
+    }
+    Ok((listener, rx))
+}
+
+/// Prints the banner, then every event that passes `matches` until `stop` completes, the
+/// `--count` is reached or the listener goes away.
+async fn print_events(
+    args: &MonitorArgs,
+    matches: &[SubsystemMatch],
+    mut events: UnboundedReceiver<Notification>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), Failure> {
+    let mut out = io::stdout();
+    out.write_all(BANNER.as_bytes())?;
+    out.flush()?;
+    let mut printed = 0u64;
+    let mut text = Vec::with_capacity(4096);
+    tokio::pin!(stop);
+    loop {
+        let batch = tokio::select! {
+            () = &mut stop => return Ok(()),
+            notification = events.recv() => match notification {
+                Some(Notification::Uevents(batch)) => batch,
+                Some(Notification::Resync(reason)) => {
+                    let why = match reason {
+                        ResyncReason::Overrun => "the socket's receive buffer overran",
+                        ResyncReason::SubscriberOverflow => "the output could not keep up",
+                    };
+                    tracing::warn!(?reason, "events were lost: {why}");
+                    continue;
+                }
+                None => return Err(Failure::ListenerGone),
+            },
+        };
+        for event in batch {
+            if !matches.is_empty() && !matches.iter().any(|m| m.matches(&event)) {
+                continue;
+            }
+            text.clear();
+            render(&event, monotonic_now(), !args.no_properties, &mut text);
+            drop(event);
+            out.write_all(&text)?;
+            out.flush()?;
+            printed += 1;
+            if args.count.is_some_and(|count| printed >= count) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One `--subsystem-match`: a subsystem and maybe a device type, compared exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SubsystemMatch {
+    subsystem: Vec<u8>,
+    devtype: Option<Vec<u8>>,
+}
+
+impl SubsystemMatch {
+    /// `SUBSYSTEM` or `SUBSYSTEM/DEVTYPE`; `None` when a part is empty.
+    fn parse(text: &str) -> Option<SubsystemMatch> {
+        let (subsystem, devtype) = match text.split_once('/') {
+            Some((s, d)) => (s, Some(d)),
+            None => (text, None),
+        };
+        if subsystem.is_empty() || devtype.is_some_and(str::is_empty) {
+            return None;
+        }
+        Some(SubsystemMatch {
+            subsystem: subsystem.as_bytes().to_vec(),
+            devtype: devtype.map(|d| d.as_bytes().to_vec()),
+        })
+    }
+
+    fn matches(&self, event: &Uevent) -> bool {
+        event.subsystem() == Some(self.subsystem.as_slice())
+            && self
+                .devtype
+                .as_ref()
+                .is_none_or(|d| event.devtype() == Some(d.as_slice()))
+    }
+}
+
+/// Appends `event` as `udevadm monitor` prints it: `KERNEL[secs.usecs] ACTION   DEVPATH
+/// (SUBSYSTEM)`, then, with `properties`, `KEY=VALUE` lines (the four typed fields first, the
+/// rest in arrival order) and a blank line. Values are written as the kernel sent them.
+fn render(event: &Uevent, at: Duration, properties: bool, out: &mut Vec<u8>) {
+    let action = event.action().as_str();
+    let subsystem = event.subsystem().unwrap_or_default();
+    let _ = write!(
+        out,
+        "KERNEL[{}.{:06}] {action:<8} ",
+        at.as_secs(),
+        at.subsec_micros()
+    );
+    out.extend_from_slice(event.devpath());
+    out.extend_from_slice(b" (");
+    out.extend_from_slice(subsystem);
+    out.extend_from_slice(b")\n");
+    if !properties {
+        return;
+    }
+    let mut line = |key: &[u8], value: &[u8]| {
+        for part in [key, b"=", value, b"\n"] {
+            out.extend_from_slice(part);
+        }
+    };
+    line(b"ACTION", action.as_bytes());
+    line(b"DEVPATH", event.devpath());
+    if let Some(subsystem) = event.subsystem() {
+        line(b"SUBSYSTEM", subsystem);
+    }
+    if let Some(seqnum) = event.seqnum() {
+        line(b"SEQNUM", seqnum.to_string().as_bytes());
+    }
+    for (key, value) in event.properties() {
+        line(key, value);
+    }
+    out.push(b'\n');
+}
+
+/// The time on `CLOCK_MONOTONIC`, as `udevadm monitor` prints it (zero if it cannot be read,
+/// which Linux never refuses).
+fn monotonic_now() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uevent::Action;
+
+    fn event() -> Uevent {
+        Uevent::builder(Action::Add, "/devices/platform/serial8250")
+            .subsystem("platform")
+            .seqnum(4242)
+            .property("SYNTH_UUID", "0")
+            .property("MODALIAS", "platform:serial8250")
+            .build()
+            .expect("event")
+    }
+
+    #[test]
+    fn an_event_prints_like_udevadm_monitor_kernel_property() {
+        let mut out = Vec::new();
+        render(&event(), Duration::new(12, 3_456_789), true, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "KERNEL[12.003456] add      /devices/platform/serial8250 (platform)\n\
+             ACTION=add\n\
+             DEVPATH=/devices/platform/serial8250\n\
+             SUBSYSTEM=platform\n\
+             SEQNUM=4242\n\
+             SYNTH_UUID=0\n\
+             MODALIAS=platform:serial8250\n\n"
+        );
+        let mut out = Vec::new();
+        render(&event(), Duration::new(1, 0), false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "KERNEL[1.000000] add      /devices/platform/serial8250 (platform)\n"
+        );
+    }
+
+    #[test]
+    fn subsystem_matches_take_an_optional_devtype() {
+        let disk = Uevent::builder(Action::Add, "/devices/virtual/block/loop0")
+            .subsystem("block")
+            .seqnum(1)
+            .property("DEVTYPE", "disk")
+            .build()
+            .expect("event");
+        let parse = |s: &str| SubsystemMatch::parse(s).expect("parses");
+        assert!(parse("block").matches(&disk));
+        assert!(parse("block/disk").matches(&disk));
+        assert!(!parse("block/partition").matches(&disk));
+        assert!(!parse("platform").matches(&disk));
+        assert!(!parse("platform/disk").matches(&disk));
+        for bad in ["", "/disk", "block/"] {
+            assert_eq!(SubsystemMatch::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_monotonic_clock_is_read() {
+        let (a, b) = (monotonic_now(), monotonic_now());
+        assert!(!a.is_zero());
+        assert!(b >= a);
+        // CLOCK_MONOTONIC never runs ahead of CLOCK_BOOTTIME (/proc/uptime), which only adds
+        // the time spent suspended.
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .expect("uptime")
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("a number");
+        assert!(a.as_secs_f64() <= uptime + 0.02, "{a:?} vs {uptime}");
+    }
+}
