@@ -15,7 +15,7 @@
 //! module_dir = "/lib/modules/6.12.117+deb12-amd64"   # default /lib/modules/$(uname -r)
 //! modprobe_d = ["/etc/modprobe.d"]                     # default: libkmod's directories
 //! cmdline = "/proc/cmdline"    # kernel command line for modprobe.blacklist= and mod.param=
-//! workers = 0                  # loads at once; 0 = one per CPU
+//! workers = 0                  # loads at once; 0 = 2 per CPU + 16 (at most 64)
 //!
 //! [restart.defaults]           # restart backoff of the supervision tree (Go's defaults)
 //! initial_interval = "500ms"
@@ -77,7 +77,7 @@ pub struct LoaderConfig {
     /// Kernel command line file (default `/proc/cmdline`); `None` in the file is not possible,
     /// an empty string ignores it.
     pub cmdline: Option<PathBuf>,
-    /// Loads at once; 0 = one per CPU.
+    /// Loads at once; 0 = two per CPU plus 16, at most 64 (`default_workers`).
     pub workers: usize,
 }
 

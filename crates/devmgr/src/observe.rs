@@ -142,12 +142,13 @@ impl fmt::Display for Summary {
                 let failed: u64 = s.loads.failed.values().sum();
                 write!(
                     f,
-                    "devmgr: loader{}: {} lookups, {} unresolved, {} plans, {} modules loaded, {} already loaded, {} failed{}, {} skipped (no device last time), {} index reloads",
+                    "devmgr: loader{}: {} lookups, {} unresolved, {} plans, {} modules loaded ({:.3}s in the kernel), {} already loaded, {} failed{}, {} skipped (no device last time), {} index reloads",
                     if self.dry_run { " (dry run)" } else { "" },
                     s.events,
                     s.unresolved,
                     s.plans,
                     s.loads.loaded,
+                    s.loads.kernel_time.as_secs_f64(),
                     s.loads.already_loaded,
                     failed,
                     if s.loads.failed.is_empty() {

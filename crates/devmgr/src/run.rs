@@ -103,7 +103,12 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
             headline(summary)
         );
         println!("{summary}");
-        println!("devmgr: peak RSS {} KiB", peak_rss_kib().unwrap_or(0));
+        println!(
+            "devmgr: peak RSS {} KiB (now: {} KiB anonymous, {} KiB file-backed)",
+            status_kib("VmHWM").unwrap_or(0),
+            status_kib("RssAnon").unwrap_or(0),
+            status_kib("RssFile").unwrap_or(0)
+        );
         let status = format!(
             "READY=1\nSTATUS=settled after {:.3}s{}",
             elapsed.as_secs_f64(),
@@ -174,11 +179,11 @@ async fn progress(observer: Observer, started: Instant) {
     }
 }
 
-/// The process's peak resident set (`VmHWM`).
-fn peak_rss_kib() -> Option<u64> {
+/// A `kB` figure of `/proc/self/status` (`VmHWM`: the peak resident set).
+fn status_kib(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

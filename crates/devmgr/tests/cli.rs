@@ -7,6 +7,9 @@
 //! test that caught a stranger's event instead tries again. The tests of this file run one at
 //! a time, so they never catch each other's.
 
+mod common;
+use common::skip_or_fail;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -30,17 +33,6 @@ const ATTEMPTS: usize = 5;
 
 /// One kernel-touching test at a time (tests of one binary run in parallel threads).
 static KERNEL: Mutex<()> = Mutex::new(());
-
-fn skip_or_fail(test: &str, why: &str) {
-    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
-    }
-    // Straight to stderr: the harness captures `eprintln!` of passing tests, a skip must show.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping {test}: {why} (a host test against the real kernel; scripts/test runs it)"
-    );
-}
 
 /// Whether the test can run (root, the serial port's `uevent`, a uevent socket); if so, holds
 /// the kernel for it.

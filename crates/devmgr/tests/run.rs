@@ -152,3 +152,86 @@ fn a_corrupt_index_falls_back_or_disables_loading_with_a_message() {
     assert!(stderr.contains("module loading disabled"), "{stderr}");
     assert!(stdout.contains("devmgr: settled after"), "{stdout}");
 }
+
+#[test]
+fn run_tells_the_service_manager_when_settled_summarises_on_sigusr1_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    let test = "run_notifies_and_summarises";
+    if !nix::unistd::geteuid().is_root() {
+        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
+    }
+    let Some(dir) = module_dir() else {
+        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("devmgr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[loader]\nmodule_dir = {:?}\ncmdline = \"\"\n",
+            dir.display().to_string()
+        ),
+    )
+    .expect("config");
+    let socket_path = tmp.path().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut child = Command::new(DEVMGR)
+        .args(["run", "--dry-run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn devmgr");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let mut buf = [0u8; 512];
+
+    let n = socket.recv(&mut buf).expect("a notification within 60 s");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=settled after "),
+        "{ready:?}"
+    );
+    // The summary printed at settling, then again on SIGUSR1.
+    let mut summaries = 0;
+    let mut seen = Vec::new();
+    while summaries < 2 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("summary lines so far: {seen:#?}"));
+        if line.starts_with("devmgr: coldplug: ") {
+            summaries += 1;
+            if summaries == 1 {
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).expect("USR1");
+            }
+        }
+        seen.push(line);
+    }
+    assert!(
+        seen.iter().any(|l| l.starts_with("devmgr: listener: ")),
+        "{seen:#?}"
+    );
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("TERM");
+    let n = socket.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "{status}");
+}

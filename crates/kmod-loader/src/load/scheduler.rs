@@ -73,9 +73,14 @@ pub struct Loader {
     failed: Mutex<BTreeMap<String, u64>>,
 }
 
-/// The default size of the worker pool: one load per CPU.
+/// The default size of the worker pool: two loads per CPU plus 16, at most 64 — the size
+/// systemd-udevd gives its worker pool. A load spends most of its time waiting, not computing:
+/// for the module's probe of its hardware, for timeouts of hardware that is not there, for
+/// firmware. Measured in the QEMU guest on Debian's 6.1 kernel (2 vCPUs, 74 modules,
+/// `scripts/guest`): 16 workers settled in 7.1 s and 8.1 s, 2 workers in 8.6 s and 10.5 s.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus * 2 + 16).min(64)
 }
 
 impl Loader {
