@@ -132,8 +132,10 @@ impl std::fmt::Debug for ColdplugState {
     }
 }
 
-/// Events the coldplug actor may have in flight from the listener.
-const SUBSCRIPTION_CAPACITY: usize = 1 << 16;
+/// Events the coldplug actor may have in flight from the listener (its own answers are at
+/// most a pacing window of 1,024; past this the listener sends a `Resync` and the actor
+/// replays, which keeps memory bounded under an event storm).
+const SUBSCRIPTION_CAPACITY: usize = 4096;
 
 impl Actor for Coldplug {
     type Msg = ColdplugMsg;

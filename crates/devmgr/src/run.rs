@@ -88,7 +88,7 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
         loop {
             tokio::select! {
                 summary = &mut wait => break summary,
-                _ = usr1.recv() => println!("{}", asked.summary().await),
+                _ = usr1.recv() => print_summary(&asked.summary().await),
                 _ = term.recv() => break None,
                 _ = tokio::signal::ctrl_c() => break None,
             }
@@ -102,13 +102,7 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
             elapsed.as_secs_f64(),
             headline(summary)
         );
-        println!("{summary}");
-        println!(
-            "devmgr: peak RSS {} KiB (now: {} KiB anonymous, {} KiB file-backed)",
-            status_kib("VmHWM").unwrap_or(0),
-            status_kib("RssAnon").unwrap_or(0),
-            status_kib("RssFile").unwrap_or(0)
-        );
+        print_summary(summary);
         let status = format!(
             "READY=1\nSTATUS=settled after {:.3}s{}",
             elapsed.as_secs_f64(),
@@ -120,7 +114,7 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
         if !args.exit_when_settled {
             loop {
                 tokio::select! {
-                    _ = usr1.recv() => println!("{}", observer.summary().await),
+                    _ = usr1.recv() => print_summary(&observer.summary().await),
                     _ = term.recv() => break,
                     _ = tokio::signal::ctrl_c() => break,
                 }
@@ -177,6 +171,17 @@ async fn progress(observer: Observer, started: Instant) {
             },
         );
     }
+}
+
+/// Every actor's line, then the process's memory.
+fn print_summary(summary: &Summary) {
+    println!("{summary}");
+    println!(
+        "devmgr: peak RSS {} KiB (now: {} KiB anonymous, {} KiB file-backed)",
+        status_kib("VmHWM").unwrap_or(0),
+        status_kib("RssAnon").unwrap_or(0),
+        status_kib("RssFile").unwrap_or(0)
+    );
 }
 
 /// A `kB` figure of `/proc/self/status` (`VmHWM`: the peak resident set).

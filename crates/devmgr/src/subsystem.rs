@@ -23,6 +23,9 @@ use uevent::Action;
 
 use crate::config::Config;
 
+/// Events the loader may have in flight from the listener.
+const LOADER_CAPACITY: usize = 4096;
+
 /// How the subsystem runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {
@@ -180,7 +183,9 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         Notification::Resync(_) => queue.send(LoaderMsg::Resync).is_ok(),
     })
     .filter(Filter::actions([Action::Add]))
-    .capacity(1 << 16);
+    // Past this many events in flight the listener drops the loader's events and sends it a
+    // `Resync` (coldplug replays): memory stays bounded (~2 MB of events) under a storm.
+    .capacity(LOADER_CAPACITY);
     call!(listener, ListenerMsg::Subscribe, subscription)
         .map_err(|err| format!("loader could not subscribe to the listener: {err}"))?;
     shared.subscribed.send_replace(Some(listener.get_id()));

@@ -74,7 +74,7 @@ fn dry_run_coldplugs_the_real_sys_settles_and_plans_every_device_with_a_modalias
     assert_eq!(numbers[5], 0, "{summary}");
     assert!(stdout.contains("devmgr: loader (dry run):"), "{stdout}");
     assert!(
-        stdout.contains(" 0 modules loaded,"),
+        stdout.contains(" 0 modules loaded ("),
         "a dry run loads nothing: {stdout}"
     );
 
@@ -155,7 +155,6 @@ fn a_corrupt_index_falls_back_or_disables_loading_with_a_message() {
 
 #[test]
 fn run_tells_the_service_manager_when_settled_summarises_on_sigusr1_and_stops_on_sigterm() {
-    use std::io::BufRead;
     use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
 
@@ -167,40 +166,12 @@ fn run_tells_the_service_manager_when_settled_summarises_on_sigusr1_and_stops_on
         return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
     };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let config = tmp.path().join("devmgr.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[loader]\nmodule_dir = {:?}\ncmdline = \"\"\n",
-            dir.display().to_string()
-        ),
-    )
-    .expect("config");
     let socket_path = tmp.path().join("notify");
     let socket = UnixDatagram::bind(&socket_path).expect("bind");
     socket
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
-    let mut child = Command::new(DEVMGR)
-        .args(["run", "--dry-run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn devmgr");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, lines) = spawn_dry_run(tmp.path(), &dir, &[("NOTIFY_SOCKET", &socket_path)]);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     let mut buf = [0u8; 512];
 
@@ -234,4 +205,138 @@ fn run_tells_the_service_manager_when_settled_summarises_on_sigusr1_and_stops_on
     assert_eq!(&buf[..n], b"STOPPING=1");
     let status = child.wait().expect("exit");
     assert!(status.success(), "{status}");
+}
+
+/// Starts `devmgr run --dry-run` with the 6.12 index, stdout lines on a channel.
+fn spawn_dry_run(
+    config_dir: &Path,
+    dir: &Path,
+    envs: &[(&str, &Path)],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let config = config_dir.join("devmgr.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[loader]\nmodule_dir = {:?}\ncmdline = \"\"\n",
+            dir.display().to_string()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(DEVMGR)
+        .args(["run", "--dry-run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "error")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn devmgr");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// The first number after `prefix` in `line`.
+fn number_after(line: &str, prefix: &str) -> Option<u64> {
+    line.strip_prefix(prefix)?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn memory_stays_bounded_over_100000_real_events() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    const EVENTS: u64 = 100_000;
+    let test = "memory_stays_bounded_over_100000_real_events";
+    if !nix::unistd::geteuid().is_root() {
+        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
+    }
+    let Some(dir) = module_dir() else {
+        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut child, lines) = spawn_dry_run(tmp.path(), &dir, &[]);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let next = |what: &str| {
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {what} from devmgr within 60 s"))
+    };
+    // Settled: the summary ends with the memory line.
+    let mut received = 0;
+    let settled_rss = loop {
+        let line = next("summary");
+        if let Some(n) = number_after(&line, "devmgr: listener: ") {
+            received = n;
+        }
+        if let Some(kib) = number_after(&line, "devmgr: peak RSS ") {
+            break kib;
+        }
+    };
+    let started = Instant::now();
+    let uevent = "/sys/devices/platform/serial8250/uevent";
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(uevent)
+        .expect("open uevent");
+    for _ in 0..EVENTS {
+        file.write_all(b"add").expect("trigger");
+    }
+    let written = started.elapsed();
+    // Ask for summaries until the listener has seen them all.
+    let target = received + EVENTS;
+    let (mut peak, mut overruns) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received < target {
+        assert!(
+            Instant::now() < deadline,
+            "{received} of {target} events received"
+        );
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).expect("USR1");
+        loop {
+            let line = next("summary");
+            if let Some(n) = number_after(&line, "devmgr: listener: ") {
+                received = n;
+                overruns = line
+                    .split(", ")
+                    .find_map(|p| p.strip_suffix(" overruns")?.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            if let Some(kib) = number_after(&line, "devmgr: peak RSS ") {
+                peak = kib;
+                break;
+            }
+        }
+        if overruns > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("TERM");
+    assert!(child.wait().expect("exit").success());
+    assert_eq!(overruns, 0, "the 128 MiB buffer took {EVENTS} events");
+    // Bounded: 100,000 events held or leaked would take far more than this.
+    assert!(
+        peak <= settled_rss + 8 * 1024,
+        "peak RSS grew from {settled_rss} KiB to {peak} KiB over {EVENTS} events"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: peak RSS {settled_rss} KiB when settled, {peak} KiB after {EVENTS} events \
+         (written in {written:?}, all received)"
+    );
 }
