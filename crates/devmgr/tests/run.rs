@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 const DEVMGR: &str = env!("CARGO_BIN_EXE_devmgr");
 
 mod common;
-use common::{module_dir, skip_or_fail};
+use common::{kernel_lock, module_dir, skip_or_fail};
 
 fn run(config: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -39,6 +39,7 @@ fn dry_run_coldplugs_the_real_sys_settles_and_plans_every_device_with_a_modalias
     if !nix::unistd::geteuid().is_root() {
         return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
     }
+    let _kernel = kernel_lock();
     let Some(dir) = module_dir() else {
         return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
     };
@@ -110,6 +111,7 @@ fn without_a_module_index_it_runs_without_loading_and_says_so() {
     if !nix::unistd::geteuid().is_root() {
         return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
     }
+    let _kernel = kernel_lock();
     let out = run(
         "[loader]\nmodule_dir = \"/nonexistent/devmgr/modules\"\n",
         &["--exit-when-settled"],
@@ -131,6 +133,7 @@ fn a_corrupt_index_falls_back_or_disables_loading_with_a_message() {
     if !nix::unistd::geteuid().is_root() {
         return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
     }
+    let _kernel = kernel_lock();
     // A module directory whose indexes are all garbage: no usable text fallback either.
     let dir = tempfile::tempdir().expect("tempdir");
     for file in [
@@ -162,6 +165,7 @@ fn run_tells_the_service_manager_when_settled_summarises_on_sigusr1_and_stops_on
     if !nix::unistd::geteuid().is_root() {
         return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
     }
+    let _kernel = kernel_lock();
     let Some(dir) = module_dir() else {
         return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
     };
@@ -207,7 +211,8 @@ fn run_tells_the_service_manager_when_settled_summarises_on_sigusr1_and_stops_on
     assert!(status.success(), "{status}");
 }
 
-/// Starts `devmgr run --dry-run` with the 6.12 index, stdout lines on a channel.
+/// Starts `devmgr run --dry-run` with the 6.12 index, stdout lines on a channel, stderr into
+/// `config_dir/stderr`.
 fn spawn_dry_run(
     config_dir: &Path,
     dir: &Path,
@@ -228,6 +233,11 @@ fn spawn_dry_run(
         .arg(&config)
         .env("RUST_LOG", "error")
         .envs(envs.iter().copied())
+        .stderr(
+            std::fs::File::create(config_dir.join("stderr"))
+                .map(std::process::Stdio::from)
+                .expect("stderr file"),
+        )
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn devmgr");
@@ -265,6 +275,7 @@ fn memory_stays_bounded_over_100000_real_events() {
     if !nix::unistd::geteuid().is_root() {
         return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
     }
+    let _kernel = kernel_lock();
     let Some(dir) = module_dir() else {
         return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
     };
@@ -338,5 +349,113 @@ fn memory_stays_bounded_over_100000_real_events() {
         std::io::stderr(),
         "{test}: peak RSS {settled_rss} KiB when settled, {peak} KiB after {EVENTS} events \
          (written in {written:?}, all received)"
+    );
+}
+
+#[test]
+fn a_flood_of_forged_and_malformed_datagrams_during_coldplug_is_never_accepted() {
+    use listener::flood::{FORGED_MODALIAS, flood, uevent_listener_ports};
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    const EACH: usize = 10_000;
+    let test = "a_flood_of_forged_and_malformed_datagrams";
+    if !nix::unistd::geteuid().is_root() {
+        return skip_or_fail(
+            test,
+            "needs root (multicast on the uevent group, /sys writes)",
+        );
+    }
+    let _kernel = kernel_lock();
+    let Some(dir) = module_dir() else {
+        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let before = uevent_listener_ports(0);
+    let log = Path::new("info");
+    let (mut child, lines) = spawn_dry_run(tmp.path(), &dir, &[("RUST_LOG", log)]);
+    // Flood as soon as devmgr's socket is bound, so the flood overlaps its coldplug.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ports = loop {
+        let new: Vec<u32> = uevent_listener_ports(0)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if !new.is_empty() {
+            break new;
+        }
+        assert!(Instant::now() < deadline, "devmgr's socket never appeared");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let report = flood(EACH, &ports).expect("flood");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a summary line within 60 s")
+    };
+    let mut summary = Vec::new();
+    // The summary at settling, then one asked for after the flood.
+    while !summary
+        .iter()
+        .any(|l: &String| l.starts_with("devmgr: peak RSS"))
+    {
+        summary.push(next());
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).expect("USR1");
+    let mut after = Vec::new();
+    while !after
+        .iter()
+        .any(|l: &String| l.starts_with("devmgr: peak RSS"))
+    {
+        after.push(next());
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("TERM");
+    assert!(child.wait().expect("exit").success());
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).expect("stderr");
+
+    assert_eq!(report.sent, [EACH as u64; 4], "{report:?}");
+    assert!(!report.ports.is_empty(), "devmgr's port was unicast to");
+    assert!(
+        !stderr.contains(FORGED_MODALIAS),
+        "a forged event reached the loader"
+    );
+    let coldplug = summary
+        .iter()
+        .find(|l| l.starts_with("devmgr: coldplug: "))
+        .expect("coldplug line");
+    let numbers: Vec<u64> = coldplug
+        .trim_start_matches("devmgr: coldplug: ")
+        .split(", ")
+        .filter_map(|p| p.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        numbers.get(1),
+        numbers.get(2),
+        "every write answered: {coldplug}"
+    );
+    let listener = after
+        .iter()
+        .find(|l| l.starts_with("devmgr: listener: "))
+        .expect("listener line");
+    let count = |what: &str| {
+        listener
+            .trim_start_matches("devmgr: listener: ")
+            .split(", ")
+            .find_map(|p| p.strip_suffix(what)?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {what:?} in {listener}"))
+    };
+    if count("overruns") == 0 {
+        assert!(
+            count("dropped") >= 4 * EACH as u64,
+            "every forgery read was dropped: {listener}"
+        );
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: sent {:?} (multicast, unicast, bad header, oversize) to ports {:?}; {listener}; {}",
+        report.sent,
+        report.ports,
+        after.last().map_or("", String::as_str)
     );
 }

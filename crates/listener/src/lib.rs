@@ -81,6 +81,8 @@
 
 mod actor;
 mod fanout;
+#[cfg(feature = "test-support")]
+pub mod flood;
 mod pipeline;
 mod reader;
 mod socket;

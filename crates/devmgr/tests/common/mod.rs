@@ -25,3 +25,12 @@ pub fn module_dir() -> Option<PathBuf> {
             .then(|| PathBuf::from(root).join("lib/modules").join(v))
     })
 }
+
+/// One test at a time that runs devmgr against the real kernel: their events and uevent
+/// sockets would otherwise mix (a flood's unicast aimed at another test's devmgr, say).
+pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
+    static KERNEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    KERNEL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
