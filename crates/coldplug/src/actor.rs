@@ -38,6 +38,11 @@ pub struct ColdplugConfig {
     /// Where the random part of our UUIDs comes from (default
     /// `/proc/sys/kernel/random/uuid`).
     pub random_uuid: PathBuf,
+    /// The actor's name in ractor's registry, if it should have one (default none).
+    pub actor_name: Option<String>,
+    /// More kobjects to replay in every pass, relative to `sysfs` (e.g. `module/parport_pc`,
+    /// whose `add` event a driver rule acts on); those that do not exist are skipped.
+    pub extra: Vec<PathBuf>,
 }
 
 impl Default for ColdplugConfig {
@@ -47,6 +52,8 @@ impl Default for ColdplugConfig {
             settle_timeout: Duration::from_secs(10),
             pacing: Pacing::Auto,
             random_uuid: "/proc/sys/kernel/random/uuid".into(),
+            actor_name: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -218,7 +225,18 @@ impl Actor for Coldplug {
                     ?reason,
                     "events may have been lost; replaying devices with a modalias"
                 );
+                // Answers of the running pass may be among the lost: write those devices again
+                // now rather than after the settle timeout.
+                if let Some(running) = state.pass.as_mut() {
+                    let n = running.pass.retrigger_outstanding();
+                    if n > 0 {
+                        tracing::info!(devices = n, "re-triggering the devices not answered yet");
+                        running.last_progress = Instant::now();
+                        running.pass.pump(&mut state.uuids);
+                    }
+                }
                 request_resync(&myself, state);
+                end_pass_if_done(&myself, state);
             }
             ColdplugMsg::Resync => request_resync(&myself, state),
             ColdplugMsg::Tick(id) => on_tick(&myself, state, id),
@@ -260,7 +278,8 @@ fn start_pass(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState, kind: P
         PassKind::Coldplug => Select::All,
         PassKind::Resync => Select::WithModalias,
     };
-    let walk = walk::devices(&state.config.sysfs, select);
+    let mut walk = walk::devices(&state.config.sysfs, select);
+    walk::add_extra(&mut walk, &state.config.sysfs, &state.config.extra);
     for (path, err) in &walk.errors {
         tracing::warn!(path = %path.display(), error = %err, "part of sysfs could not be walked");
     }

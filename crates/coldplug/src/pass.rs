@@ -207,6 +207,24 @@ impl Pass {
         }
     }
 
+    /// Events were lost (the listener's `Resync`): the devices still unanswered may never be
+    /// answered, so queue them again now (fresh UUIDs) instead of waiting for the settle
+    /// timeout. This does not use up the pass's one re-trigger after a timeout. An answer to the
+    /// old write that still arrives is ignored; the device is then triggered twice, which is
+    /// harmless. Returns how many were queued.
+    pub fn retrigger_outstanding(&mut self) -> usize {
+        let mut missing: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
+        missing.sort_unstable();
+        let n = missing.len();
+        for index in missing.into_iter().rev() {
+            if let Some(dir) = self.devices.get(index) {
+                self.report.retriggered.push(devpath(&self.sysfs, dir));
+            }
+            self.queue.push_front(index);
+        }
+        n
+    }
+
     /// Ends the pass and returns its report.
     pub fn finish(mut self) -> PassReport {
         self.report.settled = self.outstanding.is_empty() && self.report.unanswered.is_empty();
@@ -271,6 +289,32 @@ mod tests {
         let report = pass.finish();
         assert!(report.settled);
         assert_eq!((report.devices, report.written, report.answered), (5, 5, 5));
+    }
+
+    #[test]
+    fn after_lost_events_the_unanswered_are_written_again_at_once_and_keep_their_retry() {
+        let tmp = tree(3);
+        let mut uuids = uuids();
+        let mut pass = pass_over(tmp.path(), None);
+        assert_eq!(pass.pump(&mut uuids), 3);
+        let first = written_uuid(tmp.path(), 1);
+        assert!(pass.answer(written_uuid(tmp.path(), 0).as_bytes()));
+        assert_eq!(pass.retrigger_outstanding(), 2);
+        assert_eq!(pass.pump(&mut uuids), 2, "written again");
+        assert_ne!(written_uuid(tmp.path(), 1), first, "with a fresh UUID");
+        assert!(
+            !pass.answer(first.as_bytes()),
+            "the old write's answer is ignored"
+        );
+        // The one re-trigger after a timeout is still there.
+        assert_eq!(pass.on_timeout(), TimeoutAction::Retrigger(2));
+        assert_eq!(pass.pump(&mut uuids), 2);
+        for i in 1..=2 {
+            assert!(pass.answer(written_uuid(tmp.path(), i).as_bytes()));
+        }
+        let report = pass.finish();
+        assert!(report.settled);
+        assert_eq!(report.retriggered.len(), 4);
     }
 
     #[test]

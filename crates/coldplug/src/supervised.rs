@@ -32,6 +32,7 @@ pub async fn run(
     let listener = ActorRef::<ListenerMsg>::where_is(listener_name.clone())
         .ok_or_else(|| format!("no listener registered as {listener_name:?}"))?;
     let (settled_tx, settled) = tokio::sync::oneshot::channel::<PassReport>();
+    let name = config.actor_name.clone();
     let args = ColdplugArgs {
         config,
         listener,
@@ -39,7 +40,7 @@ pub async fn run(
             let _ = settled_tx.send(report.clone());
         })),
     };
-    let (actor, mut stopped) = Actor::spawn(None, Coldplug, args)
+    let (actor, mut stopped) = Actor::spawn(name, Coldplug, args)
         .await
         .map_err(|err| format!("coldplug actor did not start: {err}"))?;
     ctx.signal(Signal::Healthy)?;

@@ -70,6 +70,17 @@ pub fn devpath(sysfs: &Path, dir: &Path) -> PathBuf {
     Path::new("/").join(dir.strip_prefix(sysfs).unwrap_or(dir))
 }
 
+/// Appends the kobjects `extra` (relative to `sysfs`, e.g. `module/parport_pc`) that exist
+/// and have a regular `uevent` file, after the devices.
+pub fn add_extra(walk: &mut Walk, sysfs: &Path, extra: &[PathBuf]) {
+    walk.devices.extend(
+        extra
+            .iter()
+            .map(|rel| sysfs.join(rel))
+            .filter(|dir| dir.join("uevent").is_file()),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -131,5 +142,26 @@ mod tests {
         let walk = devices(Path::new("/nonexistent/devmgr-sysfs"), Select::All);
         assert!(walk.devices.is_empty());
         assert_eq!(walk.errors.len(), 1);
+    }
+
+    #[test]
+    fn extra_kobjects_are_replayed_after_the_devices_when_they_exist() {
+        let tmp = tempfile::tempdir().unwrap();
+        let module = tmp.path().join("module/parport_pc");
+        std::fs::create_dir_all(&module).unwrap();
+        std::fs::write(module.join("uevent"), "").unwrap();
+        let mut walk = Walk {
+            devices: vec![tmp.path().join("devices/pci0000:00")],
+            errors: Vec::new(),
+        };
+        add_extra(
+            &mut walk,
+            tmp.path(),
+            &["module/parport_pc".into(), "module/absent".into()],
+        );
+        assert_eq!(
+            walk.devices,
+            [tmp.path().join("devices/pci0000:00"), module]
+        );
     }
 }

@@ -42,6 +42,8 @@
 //! ```
 
 pub mod config;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod notify;
 pub mod observe;
 pub mod subsystem;

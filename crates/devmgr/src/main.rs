@@ -44,6 +44,14 @@ enum Command {
     /// writes `ACTION UUID` into each device's `uevent` file. With `--settle`, waits until every
     /// write has come back as an event carrying its `SYNTH_UUID`.
     Trigger(TriggerArgs),
+    /// Stress tests only (feature `fault-injection`): send COUNT forged multicast, unicast,
+    /// bad-header and oversize datagrams each, as a hostile process would.
+    #[cfg(feature = "fault-injection")]
+    Flood {
+        /// Datagrams of each kind.
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+    },
 }
 
 #[derive(clap::Args)]
@@ -233,6 +241,23 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
                     eprintln!("devmgr: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        #[cfg(feature = "fault-injection")]
+        Some(Command::Flood { count }) => {
+            let ports = listener::flood::uevent_listener_ports(0);
+            match listener::flood::flood(count, &ports) {
+                Ok(report) => {
+                    println!(
+                        "devmgr flood: sent {:?} (multicast, unicast, bad header, oversize), {} failed, unicast to ports {:?}",
+                        report.sent, report.failed, report.ports
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("devmgr flood: {err}");
                     ExitCode::FAILURE
                 }
             }

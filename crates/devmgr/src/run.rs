@@ -81,6 +81,27 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
         }
     };
     let progress = tokio::spawn(progress(observer.clone(), started));
+    #[cfg(feature = "fault-injection")]
+    if let Ok(plan) = std::env::var("DEVMGR_FAULTS") {
+        match devmgr::faults::FaultPlan::parse(&plan) {
+            Ok(plan) => {
+                let kills = devmgr::faults::inject(&observer, plan).await;
+                let count = |a: &str| kills.iter().filter(|k| k.actor == a).count();
+                println!(
+                    "devmgr: fault injection: killed listener {}x, loader {}x, coldplug {}x",
+                    count("listener"),
+                    count("loader"),
+                    count("coldplug")
+                );
+            }
+            Err(err) => {
+                eprintln!("devmgr: {err}");
+                tree.shutdown();
+                tree.wait_stopped().await;
+                return ExitCode::from(2);
+            }
+        }
+    }
     let asked = observer.clone();
     let settled = {
         let wait = observer.wait_settled();

@@ -45,6 +45,8 @@ pub struct Observer {
     pub listener: String,
     /// The loader's registry name.
     pub loader: String,
+    /// The coldplug actor's registry name.
+    pub coldplug: String,
     /// The quiet period of the settle rule (`coldplug.settle_quiet`).
     pub(crate) quiet: Duration,
     /// Whether the module index could be read at start (`None` until the subsystem started).
@@ -58,6 +60,7 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
     let names = Names {
         listener: format!("devmgr-listener{}", options.instance),
         loader: format!("devmgr-loader{}", options.instance),
+        coldplug: format!("devmgr-coldplug{}", options.instance),
     };
     let (settled_tx, settled) = watch::channel(None);
     let (loading_tx, loading) = watch::channel(None);
@@ -65,6 +68,7 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         settled,
         listener: names.listener.clone(),
         loader: names.loader.clone(),
+        coldplug: names.coldplug.clone(),
         quiet: config.coldplug.settle_quiet,
         loading,
         dry_run: options.dry_run,
@@ -85,6 +89,7 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
 struct Names {
     listener: String,
     loader: String,
+    coldplug: String,
 }
 
 struct Shared {
@@ -293,6 +298,12 @@ async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         sysfs: coldplug.sysfs.clone(),
         settle_timeout: coldplug.settle_timeout,
         pacing: coldplug.pacing,
+        actor_name: Some(shared.names.coldplug.clone()),
+        // The driver rules' kobjects outside /sys/devices (parport_pc's module event).
+        extra: kmod_loader::load::rules::REPLAYED
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect(),
         ..coldplug::ColdplugConfig::default()
     };
     coldplug::supervised::run(

@@ -12,8 +12,17 @@
 //! | kernel name `mtd*ro`, `MTD_FTL=smartmedia`         | `sm_ftl`                 |
 //!
 //! Only `add` events match (the rules file skips every other action).
+//!
+//! A module's `add` event is sent once, when it is loaded; coldplug's walk of `/sys/devices`
+//! does not replay it. [`REPLAYED`] lists the kobjects a replay must also trigger so that a
+//! missed event (the device manager was down, or restarting) is made good — as
+//! `udevadm trigger --type=subsystems` does for udevd.
 
 use uevent::{Action, Uevent};
+
+/// Kobjects outside `/sys/devices` whose `add` event a rule acts on, relative to the sysfs
+/// mount; a replay triggers them too.
+pub const REPLAYED: &[&str] = &["module/parport_pc"];
 
 /// The modules the driver rules name for `event` (empty for most events).
 pub fn rule_modules(event: &Uevent) -> &'static [&'static str] {
