@@ -144,6 +144,7 @@ struct TriggerArgs {
     timeout: std::time::Duration,
 }
 
+mod logging;
 mod monitor;
 mod run;
 mod trigger;

@@ -29,15 +29,7 @@ const CAPACITY: usize = 1 << 16;
 
 /// Logs to stderr, `RUST_LOG` or else `default`.
 pub(crate) fn init_logging(default: &str) {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default.into()),
-        )
-        .init();
+    crate::logging::init(default);
 }
 
 /// A single-threaded runtime: the listener reads its socket on a thread of its own.
