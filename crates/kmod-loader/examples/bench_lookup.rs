@@ -37,8 +37,9 @@ fn sys_modaliases(dir: &Path, out: &mut BTreeSet<String>) {
 fn corpus(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let index = kmod_loader::ModuleIndex::load(&dir)?;
     let mut out: BTreeSet<String> = index
-        .alias_patterns()
-        .filter_map(|(p, _)| kmod_loader::matcher::example_for(p))
+        .alias_patterns()?
+        .into_iter()
+        .filter_map(|(p, _)| kmod_loader::matcher::example_for(&p))
         .filter_map(|e| String::from_utf8(e).ok())
         .collect();
     sys_modaliases(Path::new("/sys/devices"), &mut out);

@@ -101,6 +101,11 @@ impl BinIndex {
         &self.path
     }
 
+    /// Bytes of heap memory held (the file contents).
+    pub fn heap_bytes(&self) -> usize {
+        self.data.capacity() + self.path.as_os_str().len()
+    }
+
     fn truncated(&self, what: &'static str, offset: usize) -> IndexError {
         IndexError::Truncated {
             path: self.path.clone(),
@@ -204,10 +209,10 @@ impl BinIndex {
     }
 
     /// Calls `f(priority, value)` for each value of a node, in file order.
-    fn for_values(
-        &self,
+    fn for_values<'s>(
+        &'s self,
         node: &Node<'_>,
-        mut f: impl FnMut(u32, &[u8]) -> Result<(), IndexError>,
+        mut f: impl FnMut(u32, &'s [u8]) -> Result<(), IndexError>,
     ) -> Result<(), IndexError> {
         let mut at = node.values_at;
         for _ in 0..node.value_count {
@@ -243,11 +248,13 @@ impl BinIndex {
         Ok(None)
     }
 
-    /// Visits every (key, priority, value) in the index, depth first, children in byte order.
-    /// Detects loops and shared nodes, and bounds key length and entry count.
-    pub fn for_each(
-        &self,
-        mut f: impl FnMut(&[u8], u32, &[u8]) -> Result<(), IndexError>,
+    /// Visits every (key, priority, value) in the index, depth first, children in byte order
+    /// (so keys come in strictly increasing byte order, whatever the file holds; the values of
+    /// one key in file order). Detects loops and shared nodes, and bounds key length and entry
+    /// count. Values borrow from the index.
+    pub fn for_each<'s>(
+        &'s self,
+        mut f: impl FnMut(&[u8], u32, &'s [u8]) -> Result<(), IndexError>,
     ) -> Result<(), IndexError> {
         let mut seen = vec![0u64; self.data.len() / 64 + 1];
         let mut key: Vec<u8> = Vec::with_capacity(256);

@@ -51,7 +51,8 @@ fn sentinel(resolver: &Resolver, dir: &Path) -> String {
             depended.insert(kmod_loader::normalize::module_name_from_path(d));
         }
     }
-    let aliased: BTreeSet<&str> = resolver.index().alias_patterns().map(|(_, m)| m).collect();
+    let patterns = resolver.index().alias_patterns().expect("alias patterns");
+    let aliased: BTreeSet<&str> = patterns.iter().map(|(_, m)| m.as_str()).collect();
     all.into_iter()
         .find(|m| {
             !depended.contains(m)
@@ -170,7 +171,9 @@ fn plans_equal_modprobe_show_depends_on_real_debian_kernels() {
         let mut corpus: BTreeSet<String> = resolver
             .index()
             .alias_patterns()
-            .filter_map(|(p, _)| kmod_loader::matcher::example_for(p))
+            .expect("alias patterns")
+            .into_iter()
+            .filter_map(|(p, _)| kmod_loader::matcher::example_for(&p))
             .filter_map(|e| String::from_utf8(e).ok())
             .collect();
         corpus.extend(real.iter().cloned());
@@ -356,7 +359,9 @@ fn text_index_fallback_gives_the_same_plans_as_the_binary_index() {
         let corpus: BTreeSet<String> = bin
             .index()
             .alias_patterns()
-            .filter_map(|(p, _)| kmod_loader::matcher::example_for(p))
+            .expect("alias patterns")
+            .into_iter()
+            .filter_map(|(p, _)| kmod_loader::matcher::example_for(&p))
             .filter_map(|e| String::from_utf8(e).ok())
             .chain(real_modaliases())
             .collect();

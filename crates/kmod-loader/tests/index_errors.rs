@@ -343,3 +343,28 @@ fn a_module_name_that_is_not_utf8_falls_back_to_the_text_index() {
     });
     assert!(err.is_some());
 }
+
+#[test]
+fn alias_patterns_lists_the_accepted_patterns_in_both_forms() {
+    let f = Fixture::new(
+        &[FixtureModule {
+            path: "kernel/a/foo.ko.xz",
+            deps: &[],
+        }],
+        // The second pattern ends in a lone backslash: it can never match.
+        &[("pci:v1*", "foo"), ("bad*\\", "foo")],
+        &[],
+        &[],
+        "",
+    );
+    let want = vec![(b"pci:v1*".to_vec(), "foo".to_owned())];
+    let idx = ModuleIndex::load(f.dir()).expect("load");
+    assert_eq!(idx.forms().alias, Form::Binary);
+    assert_eq!(idx.alias_count(), 1);
+    assert_eq!(idx.alias_patterns().expect("patterns"), want);
+    f.remove("modules.alias.bin");
+    let idx = ModuleIndex::load(f.dir()).expect("load");
+    assert_eq!(idx.forms().alias, Form::Text);
+    assert_eq!(idx.alias_count(), 1);
+    assert_eq!(idx.alias_patterns().expect("patterns"), want);
+}
