@@ -191,10 +191,11 @@ async fn progress(observer: Observer, started: Instant) {
 fn print_summary(summary: &Summary) {
     println!("{summary}");
     println!(
-        "devmgr: peak RSS {} KiB (now: {} KiB anonymous, {} KiB file-backed)",
+        "devmgr: peak RSS {} KiB (now: {} KiB anonymous, {} KiB file-backed, {} KiB shared memory)",
         status_kib("VmHWM").unwrap_or(0),
         status_kib("RssAnon").unwrap_or(0),
-        status_kib("RssFile").unwrap_or(0)
+        status_kib("RssFile").unwrap_or(0),
+        status_kib("RssShmem").unwrap_or(0)
     );
 }
 
