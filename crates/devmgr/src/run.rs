@@ -9,7 +9,7 @@ use devmgr::config::Config;
 use devmgr::notify::notify;
 use devmgr::observe::Summary;
 use devmgr::subsystem::{self, Observer, RunOptions};
-use supervisor::{Context, Options, Signal, Supervisor};
+use supervisor::{Options, Supervisor};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::RunArgs;
@@ -47,15 +47,7 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
     };
     let policy = config.restart.clone();
     let (devmgr, mut observer) = subsystem::runnable(config, options);
-    let root = move |ctx: Context| {
-        let devmgr = devmgr.clone();
-        async move {
-            ctx.run("devmgr", devmgr)?;
-            ctx.signal(Signal::Healthy)?;
-            ctx.signal(Signal::Done)?;
-            Ok(())
-        }
-    };
+    let root = subsystem::root(devmgr);
     let (mut term, mut usr1) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::user_defined1()),

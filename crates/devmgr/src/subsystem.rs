@@ -55,6 +55,20 @@ pub struct Observer {
     pub(crate) dry_run: bool,
 }
 
+/// A root runnable for a tree that holds only the device manager (`devmgr run`, tests): it
+/// starts `devmgr` as `root.devmgr` and is done.
+pub fn root(devmgr: Runnable) -> Runnable {
+    Runnable::new(move |ctx: Context| {
+        let devmgr = devmgr.clone();
+        async move {
+            ctx.run("devmgr", devmgr)?;
+            ctx.signal(Signal::Healthy)?;
+            ctx.signal(Signal::Done)?;
+            Ok(())
+        }
+    })
+}
+
 /// The `devmgr` runnable and a way to watch it.
 pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
     let names = Names {

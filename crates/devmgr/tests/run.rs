@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 const DEVMGR: &str = env!("CARGO_BIN_EXE_devmgr");
 
 mod common;
-use common::{kernel_lock, module_dir, skip_or_fail};
+use common::{kernel_lock, root_with_index, skip_or_fail};
 
 fn run(config: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -36,12 +36,8 @@ fn sys_modaliases() -> Vec<String> {
 #[test]
 fn dry_run_coldplugs_the_real_sys_settles_and_plans_every_device_with_a_modalias() {
     let test = "dry_run_coldplugs_the_real_sys";
-    if !nix::unistd::geteuid().is_root() {
-        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
-    }
-    let _kernel = kernel_lock();
-    let Some(dir) = module_dir() else {
-        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    let Some((_kernel, dir)) = root_with_index(test) else {
+        return;
     };
     let config = format!(
         "[loader]\nmodule_dir = {:?}\ncmdline = \"\"\n",
@@ -162,12 +158,8 @@ fn run_tells_the_service_manager_when_settled_summarises_on_sigusr1_and_stops_on
     use std::time::Duration;
 
     let test = "run_notifies_and_summarises";
-    if !nix::unistd::geteuid().is_root() {
-        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
-    }
-    let _kernel = kernel_lock();
-    let Some(dir) = module_dir() else {
-        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    let Some((_kernel, dir)) = root_with_index(test) else {
+        return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let socket_path = tmp.path().join("notify");
@@ -272,12 +264,8 @@ fn memory_stays_bounded_over_100000_real_events() {
 
     const EVENTS: u64 = 100_000;
     let test = "memory_stays_bounded_over_100000_real_events";
-    if !nix::unistd::geteuid().is_root() {
-        return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
-    }
-    let _kernel = kernel_lock();
-    let Some(dir) = module_dir() else {
-        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    let Some((_kernel, dir)) = root_with_index(test) else {
+        return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let (mut child, lines) = spawn_dry_run(tmp.path(), &dir, &[]);
@@ -360,15 +348,8 @@ fn a_flood_of_forged_and_malformed_datagrams_during_coldplug_is_never_accepted()
 
     const EACH: usize = 10_000;
     let test = "a_flood_of_forged_and_malformed_datagrams";
-    if !nix::unistd::geteuid().is_root() {
-        return skip_or_fail(
-            test,
-            "needs root (multicast on the uevent group, /sys writes)",
-        );
-    }
-    let _kernel = kernel_lock();
-    let Some(dir) = module_dir() else {
-        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    let Some((_kernel, dir)) = root_with_index(test) else {
+        return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
     let before = uevent_listener_ports(0);

@@ -6,24 +6,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::{module_dir, skip_or_fail};
+use common::root_with_index;
 use devmgr::config::Config;
 use devmgr::subsystem::{self, Observer, RunOptions};
 use kmod_loader::load::LoaderMsg;
 use listener::ListenerMsg;
 use ractor::ActorRef;
-use supervisor::{BackoffParams, Context, LogRecorder, Options, RestartPolicy, Signal, Supervisor};
+use supervisor::{BackoffParams, LogRecorder, Options, RestartPolicy, Supervisor};
 
 async fn start(instance: &str) -> Option<(Supervisor, Observer, LogRecorder)> {
-    let test = instance;
-    if !nix::unistd::geteuid().is_root() {
-        skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
-        return None;
-    }
-    let Some(dir) = module_dir() else {
-        skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
-        return None;
-    };
+    // The lock only orders tests within one test binary; these two may run side by side.
+    let (lock, dir) = root_with_index(instance)?;
+    drop(lock);
     let mut config = Config::default();
     config.loader.module_dir = Some(dir);
     config.loader.cmdline = Some("".into());
@@ -35,15 +29,7 @@ async fn start(instance: &str) -> Option<(Supervisor, Observer, LogRecorder)> {
             instance: format!("-{instance}"),
         },
     );
-    let root = move |ctx: Context| {
-        let devmgr = devmgr.clone();
-        async move {
-            ctx.run("devmgr", devmgr)?;
-            ctx.signal(Signal::Healthy)?;
-            ctx.signal(Signal::Done)?;
-            Ok(())
-        }
-    };
+    let root = subsystem::root(devmgr);
     let fast = BackoffParams {
         initial_interval: Duration::from_millis(5),
         max_interval: Duration::from_millis(50),

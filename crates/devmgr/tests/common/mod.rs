@@ -34,3 +34,17 @@ pub fn kernel_lock() -> std::sync::MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// For a test that runs devmgr as root with Debian's 6.12 index: the kernel lock and the
+/// module directory, or `None` after printing why it skips (see [`skip_or_fail`]).
+pub fn root_with_index(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+    if !nix::unistd::geteuid().is_root() {
+        skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
+        return None;
+    }
+    let Some(dir) = module_dir() else {
+        skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+        return None;
+    };
+    Some((kernel_lock(), dir))
+}

@@ -384,22 +384,31 @@ mod tests {
         actor.stop(None);
     }
 
-    #[tokio::test]
-    async fn a_module_add_event_for_parport_pc_loads_ppdev_by_the_driver_rules() {
-        let modules = tempfile::tempdir().unwrap();
+    /// A loader actor over `plans` that loads into a fake kernel (instant loads).
+    async fn spawn_loader(
+        plans: HashMap<String, Vec<ModulePlan>>,
+        dry_run: bool,
+    ) -> (ActorRef<LoaderMsg>, Arc<FakeKernel>, tempfile::TempDir) {
         let sys = tempfile::tempdir().unwrap();
-        let resolver = MapResolver(HashMap::from([(
-            "ppdev".to_string(),
-            vec![plan(modules.path(), "ppdev", &["parport"])],
-        )]));
         let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
         let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
         let args = LoaderArgs {
-            resolver: Box::new(resolver),
+            resolver: Box::new(MapResolver(plans)),
             loader,
-            dry_run: false,
+            dry_run,
         };
         let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        (actor, kernel, sys)
+    }
+
+    #[tokio::test]
+    async fn a_module_add_event_for_parport_pc_loads_ppdev_by_the_driver_rules() {
+        let modules = tempfile::tempdir().unwrap();
+        let plans = HashMap::from([(
+            "ppdev".to_string(),
+            vec![plan(modules.path(), "ppdev", &["parport"])],
+        )]);
+        let (actor, kernel, _sys) = spawn_loader(plans, false).await;
         let module_added = Uevent::builder(Action::Add, "/module/parport_pc")
             .subsystem("module")
             .seqnum(7)
@@ -419,19 +428,11 @@ mod tests {
     #[tokio::test]
     async fn dry_run_resolves_but_loads_nothing() {
         let modules = tempfile::tempdir().unwrap();
-        let sys = tempfile::tempdir().unwrap();
-        let resolver = MapResolver(HashMap::from([(
+        let plans = HashMap::from([(
             "pci:v1AF4".to_string(),
             vec![plan(modules.path(), "virtio_net", &["net_failover"])],
-        )]));
-        let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
-        let args = LoaderArgs {
-            resolver: Box::new(resolver),
-            loader,
-            dry_run: true,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        )]);
+        let (actor, kernel, _sys) = spawn_loader(plans, true).await;
         actor
             .send_message(LoaderMsg::Load {
                 modalias: "pci:v1AF4".into(),
