@@ -19,23 +19,15 @@
 //!
 //! ```no_run
 //! use devmgr::{config::Config, subsystem};
-//! use supervisor::{Context, Options, Signal, Supervisor};
+//! use supervisor::{Options, Supervisor};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let (devmgr, mut observer) = subsystem::runnable(Config::default(), Default::default());
-//! let tree = Supervisor::new(
-//!     move |ctx: Context| {
-//!         let devmgr = devmgr.clone();
-//!         async move {
-//!             ctx.run("devmgr", devmgr)?;
-//!             ctx.signal(Signal::Healthy)?;
-//!             ctx.signal(Signal::Done)?;
-//!             Ok(())
-//!         }
-//!     },
-//!     Options::new(),
-//! )
-//! .await?;
+//! let config = Config::load("devmgr.toml".as_ref())?;
+//! let policy = config.restart.clone();
+//! let (devmgr, mut observer) = subsystem::runnable(config, Default::default());
+//! // A node agent runs `devmgr` under its own root with ctx.run("devmgr", devmgr);
+//! // alone, subsystem::root does that:
+//! let tree = Supervisor::new(subsystem::root(devmgr), Options::new().restart_policy(policy)).await?;
 //! let summary = observer.wait_settled().await; // replay answered, loads done, quiet
 //! println!("{}", summary.unwrap_or_default());
 //! # drop(tree); Ok(()) }
