@@ -5,7 +5,8 @@
 //! `devmgr run` reads the plan from `DEVMGR_FAULTS`, e.g. `rounds=2,seed=7,gap_ms=1500`: in
 //! each round it kills the listener, then the loader, then the coldplug actor, each after a
 //! random pause of up to `gap_ms`; an actor that is being restarted is waited for (up to 30 s)
-//! and then killed. Every kill is logged (`fault injection: killed`, with the actor and the DN
+//! and then killed; the next step waits until the supervisor has brought up a new incarnation
+//! of the killed actor. Every kill is logged (`fault injection: killed`, with the actor and the DN
 //! of its supervised node).
 //!
 //! `stall_ms=N` first holds the listener's reader thread for N ms from the first event it
@@ -94,9 +95,15 @@ pub async fn inject(observer: &Observer, plan: FaultPlan) -> Vec<Kill> {
                 tracing::warn!(actor, "fault injection: not running for 30 s; kill skipped");
                 continue;
             };
+            let killed = cell.get_id();
             cell.kill();
             tracing::warn!(actor, dn = %format!("root.devmgr.{actor}"), after_ms = after.as_millis() as u64, "fault injection: killed");
             kills.push(Kill { actor, after });
+            // The next kill (and, after the last, the wait for settling) starts once the
+            // supervisor has brought a new incarnation up.
+            if !wait_replaced(name, killed).await {
+                tracing::warn!(actor, "fault injection: no new incarnation within 30 s");
+            }
         }
     }
     kills
@@ -125,6 +132,20 @@ async fn stall_reader(listener: &str, stall: Duration) {
         }
         gate.release();
     });
+}
+
+/// Waits until `name` is registered to an actor other than `old`.
+async fn wait_replaced(name: &str, old: ractor::ActorId) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if ractor::registry::where_is(name).is_some_and(|cell| cell.get_id() != old) {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait_registered(name: &str) -> Option<ActorCell> {

@@ -41,28 +41,34 @@ impl Observer {
     /// Waits until the subsystem has settled (see the module docs) and returns the summary at
     /// that moment; `None` if the subsystem went away first.
     pub async fn wait_settled(&mut self) -> Option<Summary> {
-        self.settled.wait_for(Option::is_some).await.ok()?;
-        self.loading.wait_for(Option::is_some).await.ok()?;
-        if self.loading() {
-            self.quiet_loader().await;
+        loop {
+            self.settled.wait_for(Option::is_some).await.ok()?;
+            self.loading.wait_for(Option::is_some).await.ok()?;
+            if self.loading() && !self.quiet_loader().await {
+                // The loader is down (a restart under way): wait for the next incarnation.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            // Still the same incarnation's state: a restart in between resets both.
+            if self.settled.borrow().is_some() && self.loading.borrow().is_some() {
+                return Some(self.summary().await);
+            }
         }
-        Some(self.summary().await)
     }
 
     /// Waits until the loader is idle and has been for the quiet period (no lookup asked for,
-    /// no plan ended). Returns early when the loader is not running (it is being restarted:
-    /// the restart replays every device anyway).
-    async fn quiet_loader(&self) {
+    /// no plan ended). `false` when the loader is not running (it is being restarted).
+    async fn quiet_loader(&self) -> bool {
         loop {
             let Some(loader) = ActorRef::<LoaderMsg>::where_is(self.loader.clone()) else {
-                return;
+                return false;
             };
             let _ = call_t!(loader, LoaderMsg::WaitIdle, IDLE_TIMEOUT_MS);
             let Ok(stats) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
-                return;
+                return false;
             };
             match stats.idle_for {
-                Some(idle) if idle >= self.quiet => return,
+                Some(idle) if idle >= self.quiet => return true,
                 Some(idle) => tokio::time::sleep(self.quiet - idle).await,
                 None => {}
             }

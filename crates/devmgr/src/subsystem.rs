@@ -186,8 +186,11 @@ async fn listener_up(ctx: &Context, name: &str) -> Result<ActorRef<ListenerMsg>,
 /// module index meanwhile, then hands the queued events to the loader actor. Without a usable
 /// index it stays up without loading anything, and says so.
 async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
-    // Unknown until this incarnation has read the index and its actor runs.
+    // Unknown until this incarnation has read the index and its actor runs, and again as soon
+    // as it ends (killed, failed or cancelled), so nobody takes a dead loader's state for
+    // settled while the group waits out its backoff.
     shared.loading.send_replace(None);
+    let _unknown_after = ResetOnDrop(&shared.loading);
     let listener = listener_up(&ctx, &shared.names.listener).await?;
     let (queue, mut queued) = mpsc::unbounded_channel::<LoaderMsg>();
     let subscription = Subscription::to_fn(move |n| match n {
@@ -292,8 +295,9 @@ async fn without_loading(
 }
 
 async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
-    // This incarnation's replay has not ended yet.
+    // This incarnation's replay has not ended yet; nor has the next one's once this ends.
     shared.settled.send_replace(None);
+    let _unsettled_after = ResetOnDrop(&shared.settled);
     let listener = listener_up(&ctx, &shared.names.listener).await?;
     // Not a single write before the loader listens to this very listener.
     let mut subscribed = shared.subscribed.subscribe();
@@ -327,6 +331,15 @@ async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         Some(shared.settled.clone()),
     )
     .await
+}
+
+/// Sets a watched state back to `None` when dropped (the node's future ends or is dropped).
+struct ResetOnDrop<'a, T>(&'a watch::Sender<Option<T>>);
+
+impl<T> Drop for ResetOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.send_replace(None);
+    }
 }
 
 /// The modules of `module_blacklist=` on a kernel command line.
