@@ -227,13 +227,11 @@ impl Actor for Coldplug {
                 );
                 // Answers of the running pass may be among the lost: write those devices again
                 // now rather than after the settle timeout.
-                if let Some(running) = state.pass.as_mut() {
-                    let n = running.pass.retrigger_outstanding();
-                    if n > 0 {
-                        tracing::info!(devices = n, "re-triggering the devices not answered yet");
-                        running.last_progress = Instant::now();
-                        running.pass.pump(&mut state.uuids);
-                    }
+                if let Some(running) = state.pass.as_mut()
+                    && running.pass.retrigger_outstanding() > 0
+                {
+                    running.last_progress = Instant::now();
+                    running.pass.pump(&mut state.uuids);
                 }
                 request_resync(&myself, state);
                 end_pass_if_done(&myself, state);

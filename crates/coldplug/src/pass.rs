@@ -183,27 +183,21 @@ impl Pass {
     /// Answers stopped coming: the first time, queue the unanswered devices again (they get
     /// fresh UUIDs when written); the second time, give up on them.
     pub fn on_timeout(&mut self) -> TimeoutAction {
-        let mut missing: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
-        missing.sort_unstable();
-        let paths: Vec<PathBuf> = missing
-            .iter()
-            .filter_map(|&i| self.devices.get(i))
-            .map(|dir| devpath(&self.sysfs, dir))
-            .collect();
         if self.retried {
+            let mut missing: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
+            missing.sort_unstable();
+            let paths = self.devpaths(&missing);
             tracing::warn!(devices = ?paths, "devices never answered the coldplug trigger");
             self.report.unanswered.extend(paths);
             self.queue.clear();
             TimeoutAction::GiveUp
         } else {
-            tracing::warn!(devices = ?paths, "devices did not answer in time; triggering them once more");
             self.retried = true;
-            let n = missing.len();
-            self.report.retriggered.extend(paths);
-            for index in missing.into_iter().rev() {
-                self.queue.push_front(index);
-            }
-            TimeoutAction::Retrigger(n)
+            TimeoutAction::Retrigger(
+                self.requeue_outstanding(
+                    "devices did not answer in time; triggering them once more",
+                ),
+            )
         }
     }
 
@@ -213,16 +207,35 @@ impl Pass {
     /// old write that still arrives is ignored; the device is then triggered twice, which is
     /// harmless. Returns how many were queued.
     pub fn retrigger_outstanding(&mut self) -> usize {
+        self.requeue_outstanding(
+            "events may have been lost; triggering the unanswered devices again",
+        )
+    }
+
+    /// Queues the unanswered devices again, first in line and in walk order, and records them
+    /// as re-triggered. Returns how many.
+    fn requeue_outstanding(&mut self, why: &str) -> usize {
         let mut missing: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
         missing.sort_unstable();
+        let paths = self.devpaths(&missing);
+        if !paths.is_empty() {
+            tracing::warn!(devices = ?paths, "{why}");
+        }
+        self.report.retriggered.extend(paths);
         let n = missing.len();
         for index in missing.into_iter().rev() {
-            if let Some(dir) = self.devices.get(index) {
-                self.report.retriggered.push(devpath(&self.sysfs, dir));
-            }
             self.queue.push_front(index);
         }
         n
+    }
+
+    /// The devpaths of the devices at `indices`.
+    fn devpaths(&self, indices: &[usize]) -> Vec<PathBuf> {
+        indices
+            .iter()
+            .filter_map(|&i| self.devices.get(i))
+            .map(|dir| devpath(&self.sysfs, dir))
+            .collect()
     }
 
     /// Ends the pass and returns its report.
