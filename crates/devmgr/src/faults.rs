@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use listener::ListenerMsg;
-use ractor::{ActorCell, ActorRef, call};
+use ractor::{ActorCell, ActorId, ActorRef, call};
 use supervisor::{RandomSource, XorShift};
 
 use crate::subsystem::Observer;
@@ -91,7 +91,7 @@ pub async fn inject(observer: &Observer, plan: FaultPlan) -> Vec<Kill> {
         ] {
             let after = Duration::from_secs_f64(random.next_f64() * gap_ms as f64 / 1000.0);
             tokio::time::sleep(after).await;
-            let Some(cell) = wait_registered(name).await else {
+            let Some(cell) = wait_registered(name, None).await else {
                 tracing::warn!(actor, "fault injection: not running for 30 s; kill skipped");
                 continue;
             };
@@ -101,7 +101,7 @@ pub async fn inject(observer: &Observer, plan: FaultPlan) -> Vec<Kill> {
             kills.push(Kill { actor, after });
             // The next kill (and, after the last, the wait for settling) starts once the
             // supervisor has brought a new incarnation up.
-            if !wait_replaced(name, killed).await {
+            if wait_registered(name, Some(killed)).await.is_none() {
                 tracing::warn!(actor, "fault injection: no new incarnation within 30 s");
             }
         }
@@ -112,7 +112,7 @@ pub async fn inject(observer: &Observer, plan: FaultPlan) -> Vec<Kill> {
 /// Subscribes a subscriber that holds the listener's reader thread for `stall` from the first
 /// event it delivers.
 async fn stall_reader(listener: &str, stall: Duration) {
-    let Some(cell) = wait_registered(listener).await else {
+    let Some(cell) = wait_registered(listener, None).await else {
         tracing::warn!("fault injection: no listener to stall");
         return;
     };
@@ -134,24 +134,13 @@ async fn stall_reader(listener: &str, stall: Duration) {
     });
 }
 
-/// Waits until `name` is registered to an actor other than `old`.
-async fn wait_replaced(name: &str, old: ractor::ActorId) -> bool {
+/// Waits (up to 30 s) until `name` is registered to an actor other than `not`.
+async fn wait_registered(name: &str, not: Option<ActorId>) -> Option<ActorCell> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if ractor::registry::where_is(name).is_some_and(|cell| cell.get_id() != old) {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn wait_registered(name: &str) -> Option<ActorCell> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(cell) = ractor::registry::where_is(name) {
+        if let Some(cell) = ractor::registry::where_is(name)
+            && Some(cell.get_id()) != not
+        {
             return Some(cell);
         }
         if tokio::time::Instant::now() > deadline {

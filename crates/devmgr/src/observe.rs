@@ -98,11 +98,6 @@ impl Observer {
     pub fn loading(&self) -> bool {
         *self.loading.borrow() == Some(true)
     }
-
-    /// The quiet period of the settle rule.
-    pub fn quiet(&self) -> Duration {
-        self.quiet
-    }
 }
 
 impl fmt::Display for Summary {

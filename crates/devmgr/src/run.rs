@@ -102,19 +102,14 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
     };
     progress.abort();
     if let Some(summary) = &settled {
-        let elapsed = started.elapsed();
-        println!(
-            "devmgr: settled after {:.3}s{}",
-            elapsed.as_secs_f64(),
+        let settled = format!(
+            "settled after {:.3}s{}",
+            started.elapsed().as_secs_f64(),
             headline(summary)
         );
+        println!("devmgr: {settled}");
         print_summary(summary);
-        let status = format!(
-            "READY=1\nSTATUS=settled after {:.3}s{}",
-            elapsed.as_secs_f64(),
-            headline(summary)
-        );
-        if let Err(err) = notify(&status) {
+        if let Err(err) = notify(&format!("READY=1\nSTATUS={settled}")) {
             tracing::warn!(error = %err, "cannot notify the service manager");
         }
         if !args.exit_when_settled {
@@ -182,18 +177,19 @@ async fn progress(observer: Observer, started: Instant) {
 /// Every actor's line, then the process's memory.
 fn print_summary(summary: &Summary) {
     println!("{summary}");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| status_kib(&status, key).unwrap_or(0);
     println!(
         "devmgr: peak RSS {} KiB (now: {} KiB anonymous, {} KiB file-backed, {} KiB shared memory)",
-        status_kib("VmHWM").unwrap_or(0),
-        status_kib("RssAnon").unwrap_or(0),
-        status_kib("RssFile").unwrap_or(0),
-        status_kib("RssShmem").unwrap_or(0)
+        kib("VmHWM"),
+        kib("RssAnon"),
+        kib("RssFile"),
+        kib("RssShmem")
     );
 }
 
-/// A `kB` figure of `/proc/self/status` (`VmHWM`: the peak resident set).
-fn status_kib(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// A `kB` figure of a `/proc/<pid>/status` text (`VmHWM`: the peak resident set).
+fn status_kib(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))

@@ -186,10 +186,9 @@ async fn listener_up(ctx: &Context, name: &str) -> Result<ActorRef<ListenerMsg>,
 /// module index meanwhile, then hands the queued events to the loader actor. Without a usable
 /// index it stays up without loading anything, and says so.
 async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
-    // Unknown until this incarnation has read the index and its actor runs, and again as soon
-    // as it ends (killed, failed or cancelled), so nobody takes a dead loader's state for
-    // settled while the group waits out its backoff.
-    shared.loading.send_replace(None);
+    // Unknown (`None`, as the previous incarnation left it) until this one has read the index
+    // and its actor runs, and again as soon as it ends (killed, failed or cancelled), so nobody
+    // takes a dead loader's state for settled while the group waits out its backoff.
     let _unknown_after = ResetOnDrop(&shared.loading);
     let listener = listener_up(&ctx, &shared.names.listener).await?;
     let (queue, mut queued) = mpsc::unbounded_channel::<LoaderMsg>();
@@ -295,8 +294,8 @@ async fn without_loading(
 }
 
 async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
-    // This incarnation's replay has not ended yet; nor has the next one's once this ends.
-    shared.settled.send_replace(None);
+    // `None` until this incarnation's replay ends (the previous one reset it when it ended),
+    // and again once this one ends.
     let _unsettled_after = ResetOnDrop(&shared.settled);
     let listener = listener_up(&ctx, &shared.names.listener).await?;
     // Not a single write before the loader listens to this very listener.
