@@ -76,8 +76,10 @@ pub struct Loader {
 /// The default size of the worker pool: two loads per CPU plus 16, at most 64 — the size
 /// systemd-udevd gives its worker pool. A load spends most of its time waiting, not computing:
 /// for the module's probe of its hardware, for timeouts of hardware that is not there, for
-/// firmware. Measured in the QEMU guest on Debian's 6.1 kernel (2 vCPUs, 74 modules,
-/// `scripts/guest`): 16 workers settled in 7.1 s and 8.1 s, 2 workers in 8.6 s and 10.5 s.
+/// firmware. Measured on 2026-11-27 in the QEMU guest on Debian's 6.1 kernel (2 vCPUs, 74
+/// modules; `scripts/guest build` then `scripts/guest boot DIR LOG devmgr.config=NAME` with
+/// a `tests/vm/configs/NAME.toml` holding `[loader] workers = N`, two boots each, alternating,
+/// host busy): 16 workers settled in 7.1 s and 8.1 s, 2 workers in 8.6 s and 10.5 s.
 pub fn default_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cpus * 2 + 16).min(64)
