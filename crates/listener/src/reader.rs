@@ -20,6 +20,8 @@ use crate::socket::{UeventSocket, credentials_space};
 /// The receive buffer for one datagram: kernel uevents are at most about 4 KiB, so anything
 /// larger is truncated (`MSG_TRUNC`) and dropped.
 const DATAGRAM_BUFFER: usize = 16 * 1024;
+/// Stack of the reader thread.
+const READER_STACK: usize = 256 * 1024;
 
 /// Keeps the reader thread alive; dropping it stops the thread.
 #[derive(Debug)]
@@ -54,6 +56,9 @@ pub(crate) fn spawn(
     let (wake, stop) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     let thread = std::thread::Builder::new()
         .name("uevent-reader".into())
+        // Its deepest frame is a datagram's parse; not the 2 MiB default (see devmgr's
+        // THREAD_STACK: a huge page can back a 2 MiB stack).
+        .stack_size(READER_STACK)
         .spawn(move || {
             let result = run(&socket, &wake, &pipeline);
             if let Err(errno) = result {
