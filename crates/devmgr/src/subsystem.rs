@@ -214,6 +214,7 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
 
     let config = &shared.config;
     let options = resolver_options(config);
+    let reading = std::time::Instant::now();
     let read = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || Resolver::load(options))
@@ -223,7 +224,14 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         _ = ctx.cancelled() => return Err(Canceled.into()),
     };
     let resolver = match resolver {
-        Ok(Ok(resolver)) => resolver,
+        Ok(Ok(resolver)) => {
+            tracing::info!(
+                dir = %options.module_dir.display(),
+                elapsed_ms = reading.elapsed().as_millis(),
+                "module index read"
+            );
+            resolver
+        }
         Ok(Err(err)) => return without_loading(ctx, &shared, err.to_string(), queued).await,
         Err(err) => return without_loading(ctx, &shared, err.to_string(), queued).await,
     };
