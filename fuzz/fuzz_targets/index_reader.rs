@@ -14,9 +14,9 @@
 //! 1. parses every section in memory with `BinIndex::from_bytes`, walks it with `for_each`
 //!    and checks that `search` finds every walked key with its first value;
 //! 2. writes the sections into a module directory (under /dev/shm when available) and loads
-//!    it with `Resolver::load`, the path devmgr uses (`BinIndex::open`, validation, text
-//!    fallbacks — the text files are present and empty, so a corrupt `.bin` falls back to an
-//!    empty index rather than failing the whole load);
+//!    it with `Resolver::load`, the path devmgr uses (`BinFile`'s windowed walks,
+//!    `BinIndex::open`, validation, text fallbacks — the text files are present and empty, so
+//!    a corrupt `.bin` falls back to an empty index rather than failing the whole load);
 //! 3. checks that the file path agrees with the in-memory walk (a `.bin` is used iff it walks
 //!    cleanly, and every pattern the matcher accepts is counted), that `match_aliases` finds
 //!    exactly the modules whose walked patterns a plain fnmatch accepts, and that plans list

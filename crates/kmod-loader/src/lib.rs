@@ -123,8 +123,10 @@
 //! The index is compiled, not kept: the matcher is one byte string of variable-length nodes
 //! (written in post-order while the sorted patterns stream out of `modules.alias.bin`, chains
 //! without branches stored as one tail node), `modules.dep` a table of interned paths, module
-//! names in one buffer. For Debian's 6.12 index `Resolver::load` peaks at 2.45 MB of heap and
-//! keeps 1.19 MB (before: 28.4 MB and 16.3 MB); lookups allocate no lasting memory (the `*` memo
+//! names in one buffer; the alias and dependency files are walked through small windows
+//! ([`binindex::BinFile`]), never held whole. For Debian's 6.12 index `Resolver::load` peaks at
+//! 2.06 MB of heap and keeps 1.19 MB (before: 28.4 MB and 16.3 MB); lookups allocate no lasting
+//! memory (the `*` memo
 //! is a small per-thread hash table). `tests/memory.rs` guards both figures with a counting
 //! allocator. Details in [`index`] and [`matcher`].
 //!
