@@ -19,19 +19,7 @@ use kmod_loader::{Resolver, ResolverOptions};
 const BATCH: usize = 1500;
 
 fn kernels() -> Result<Vec<(String, PathBuf)>, String> {
-    let list = common::kernels_list();
-    let text = std::fs::read_to_string(&list)
-        .map_err(|e| format!("{}: {e} (run scripts/kernels)", list.display()))?;
-    let kernels: Vec<(String, PathBuf)> = text
-        .lines()
-        .filter_map(|l| {
-            let (v, r) = l.split_once(' ')?;
-            Some((v.to_owned(), PathBuf::from(r)))
-        })
-        .collect();
-    if kernels.is_empty() {
-        return Err(format!("{} lists no kernel", list.display()));
-    }
+    let kernels = common::kernels()?;
     if Command::new("modprobe").arg("--version").output().is_err() {
         return Err("modprobe (Debian's kmod package) is not installed".into());
     }

@@ -88,15 +88,17 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn debian_6_12() -> Result<PathBuf, String> {
-    let list = common::kernels_list();
-    let text = std::fs::read_to_string(&list)
-        .map_err(|e| format!("{}: {e} (run scripts/kernels)", list.display()))?;
-    text.lines()
-        .filter_map(|l| l.split_once(' '))
+    common::kernels()?
+        .into_iter()
         .find(|(v, _)| v.starts_with("6.12."))
-        .map(|(v, root)| PathBuf::from(root).join("lib/modules").join(v))
+        .map(|(v, root)| root.join("lib/modules").join(v))
         .filter(|dir| dir.join("modules.alias.bin").exists())
-        .ok_or_else(|| format!("{} lists no Debian 6.12 kernel", list.display()))
+        .ok_or_else(|| {
+            format!(
+                "{} lists no Debian 6.12 kernel",
+                common::kernels_list().display()
+            )
+        })
 }
 
 #[test]

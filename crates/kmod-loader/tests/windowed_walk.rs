@@ -41,19 +41,10 @@ fn windowed(path: &Path, window: usize) -> (Result<Entries, String>, u64) {
 }
 
 fn debian_module_dirs() -> Result<Vec<PathBuf>, String> {
-    let list = common::kernels_list();
-    let text = std::fs::read_to_string(&list)
-        .map_err(|e| format!("{}: {e} (run scripts/kernels)", list.display()))?;
-    let dirs: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(v, root)| PathBuf::from(root).join("lib/modules").join(v))
-        .filter(|dir| dir.join("modules.alias.bin").exists())
-        .collect();
-    if dirs.is_empty() {
-        return Err(format!("{} lists no kernel", list.display()));
-    }
-    Ok(dirs)
+    Ok(common::kernels()?
+        .into_iter()
+        .map(|(v, root)| root.join("lib/modules").join(v))
+        .collect())
 }
 
 #[test]
