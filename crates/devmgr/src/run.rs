@@ -14,6 +14,14 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::RunArgs;
 
+/// Stack size of the runtime's threads (workers and the blocking pool that runs the loads).
+/// The deepest user is the index read's matcher build (256 KiB suffice, see kmod-loader's
+/// `the_deepest_accepted_pattern_runs_on_a_small_stack`); a decompressing load needs about
+/// 60 KiB. Not the 2 MiB default: on a kernel with transparent huge pages `always` (Debian's
+/// 6.1) a 2 MiB stack that happens to be 2 MiB-aligned is backed by one huge page, and the
+/// 6.1 guest's peak RSS grew by exactly 2,048 KiB in some boots (`/proc/self/smaps`).
+const THREAD_STACK: usize = 512 * 1024;
+
 pub(crate) fn run(args: RunArgs) -> ExitCode {
     let started = Instant::now();
     let config = match &args.config {
@@ -176,14 +184,6 @@ async fn progress(observer: Observer, started: Instant) {
 }
 
 /// Every actor's line, then the process's memory.
-/// Stack size of the runtime's threads (workers and the blocking pool that runs the loads).
-/// The deepest user is the index read's matcher build (256 KiB suffice, see kmod-loader's
-/// `the_deepest_accepted_pattern_runs_on_a_small_stack`); a decompressing load needs about
-/// 60 KiB. Not the 2 MiB default: on a kernel with transparent huge pages `always` (Debian's
-/// 6.1) a 2 MiB stack that happens to be 2 MiB-aligned is backed by one huge page, and the
-/// 6.1 guest's peak RSS grew by exactly 2,048 KiB in some boots (`/proc/self/smaps`).
-const THREAD_STACK: usize = 512 * 1024;
-
 fn print_summary(summary: &Summary) {
     println!("{summary}");
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

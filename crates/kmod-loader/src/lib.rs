@@ -126,8 +126,7 @@
 //! names in one buffer; the alias and dependency files are walked through small windows
 //! ([`binindex::BinFile`]), never held whole. For Debian's 6.12 index `Resolver::load` peaks at
 //! 2.06 MB of heap and keeps 1.19 MB (before: 28.4 MB and 16.3 MB); lookups allocate no lasting
-//! memory (the `*` memo
-//! is a small per-thread hash table). `tests/memory.rs` guards both figures with a counting
+//! memory (the `*` memo is a small per-thread hash table). `tests/memory.rs` guards both figures with a counting
 //! allocator. Details in [`index`] and [`matcher`].
 //!
 //! # Differences from libkmod, on purpose
