@@ -65,11 +65,22 @@ struct View<'a> {
 
 /// Reads a whole file with a size limit.
 pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, IndexError> {
-    let io = |source| IndexError::Io {
+    let size = std::fs::metadata(path)
+        .map_err(|e| io_error(path, e))?
+        .len();
+    within_limit(path, size, limit)?;
+    std::fs::read(path).map_err(|e| io_error(path, e))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> IndexError {
+    IndexError::Io {
         path: path.to_owned(),
         source,
-    };
-    let size = std::fs::metadata(path).map_err(io)?.len();
+    }
+}
+
+/// A file of `size` bytes is refused past `limit`.
+fn within_limit(path: &Path, size: u64, limit: u64) -> Result<(), IndexError> {
     if size > limit {
         return Err(IndexError::TooLarge {
             path: path.to_owned(),
@@ -77,7 +88,7 @@ pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, IndexErro
             limit,
         });
     }
-    std::fs::read(path).map_err(io)
+    Ok(())
 }
 
 impl<'a> View<'a> {
@@ -409,19 +420,9 @@ pub struct BinFile {
 impl BinFile {
     /// Opens an index file and checks its header and root node.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        let io = |source| IndexError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
-        if size > MAX_FILE_LEN {
-            return Err(IndexError::TooLarge {
-                path: path.to_owned(),
-                size,
-                limit: MAX_FILE_LEN,
-            });
-        }
+        let file = File::open(path).map_err(|e| io_error(path, e))?;
+        let size = file.metadata().map_err(|e| io_error(path, e))?.len();
+        within_limit(path, size, MAX_FILE_LEN)?;
         let mut bin = BinFile {
             path: path.to_owned(),
             file,
@@ -478,10 +479,7 @@ impl BinFile {
         let mut data = vec![0u8; size];
         self.file
             .read_exact_at(&mut data, at as u64)
-            .map_err(|source| IndexError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(|e| io_error(&self.path, e))?;
         self.read += size as u64;
         if self.windows.len() < WINDOWS {
             self.windows.push((at, data));
@@ -514,24 +512,14 @@ impl Nodes for BinFile {
         if at == 0 {
             return Ok(false);
         }
-        // A window holding the node's start, else a new one there.
+        // A window holding the node's start, else a new one there. (An offset outside the
+        // file gets a window too, possibly empty: the parser reports it as dangling.)
         let found = self
             .windows
             .iter()
             .position(|(base, data)| *base <= at && at < base + data.len());
         let mut i = match found {
             Some(i) => i,
-            None if at < HEADER_LEN || at >= self.len => {
-                // Reported by the parser as a dangling offset.
-                return View {
-                    path: &self.path,
-                    data: &[],
-                    base: 0,
-                    len: self.len,
-                }
-                .node(word)
-                .map(|_| false);
-            }
             None => {
                 // depmod writes a node after its children (a subtree ends with its root), so a
                 // depth-first walk goes on mostly below the node: most of the window goes there.
