@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # Shared by scripts/guest and scripts/vm-test (sourced).
 
-# early_panic LOG MARKER: the kernel panicked before userspace printed MARKER (a line start).
+# early_panic LOG MARKER: the kernel panicked before userspace printed MARKER. Anywhere in a
+# line: the console's reset codes (ESC c ...) precede the init's first line on the same line.
 # Under TCG the Debian kernels now and then oops while patching their own code in an initcall
 # (seen: int3 in cpu_latency_qos_init, 6.12), long before init runs; that boot says nothing
 # about a device manager, so the callers boot it again (at most twice, each retry logged).
 early_panic() {
-    grep -aq 'Kernel panic - not syncing' "$1" && ! grep -aq "^$2" "$1"
+    grep -aq 'Kernel panic - not syncing' "$1" && ! grep -aqF "$2" "$1"
 }
