@@ -12,13 +12,16 @@
 //! Two readers share the node parser and the walk: [`BinIndex`] holds a whole file (for
 //! lookups), [`BinFile`] walks a file through a few windows of it (for building the alias
 //! matcher and the dependency table without holding the 1.3 MB alias file: that buffer was
-//! the peak of devmgr's resident set in the QEMU guests).
+//! the peak of devmgr's resident set in the QEMU guests), and searches it in place, as
+//! libkmod does (`search`: [`BinFile::search`], [`BinFile::search_wild`]).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::IndexError;
+
+mod search;
 
 const MAGIC: u32 = 0xB007_F457;
 const VERSION_MAJOR: u32 = 2;
@@ -417,6 +420,17 @@ pub struct BinFile {
     read: u64,
 }
 
+impl std::fmt::Debug for BinFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BinFile")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .field("window", &self.window)
+            .field("bytes_read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BinFile {
     /// Opens an index file and checks its header and root node.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
@@ -461,6 +475,27 @@ impl BinFile {
     /// Bytes read from the file so far.
     pub fn bytes_read(&self) -> u64 {
         self.read
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of heap memory held (the windows).
+    pub fn heap_bytes(&self) -> usize {
+        self.windows
+            .iter()
+            .map(|(_, w)| w.capacity())
+            .sum::<usize>()
+            + self.windows.capacity() * std::mem::size_of::<(usize, Vec<u8>)>()
+    }
+
+    /// Drops the windows read so far and reads `bytes` at a time from now on.
+    pub fn reset_windows(&mut self, bytes: usize) {
+        self.windows = Vec::with_capacity(WINDOWS);
+        self.next = 0;
+        self.window = bytes.max(16);
     }
 
     fn view(&self, i: usize) -> View<'_> {

@@ -198,6 +198,8 @@ pub struct Resolver {
     config: Config,
     options: ResolverOptions,
     stamp: Stamp,
+    /// Whether the index is looked up in place ([`Resolver::open`]); reloads keep it so.
+    in_place: bool,
 }
 
 fn dedup_push(list: &mut Vec<ModuleRef>, m: ModuleRef) {
@@ -207,11 +209,25 @@ fn dedup_push(list: &mut Vec<ModuleRef>, m: ModuleRef) {
 }
 
 impl Resolver {
-    /// Loads the index and the configuration.
+    /// Loads the index, compiled ([`ModuleIndex::load`]), and the configuration.
     pub fn load(options: ResolverOptions) -> Result<Self, IndexError> {
+        Self::read(options, false)
+    }
+
+    /// Opens the index for lookups in place ([`ModuleIndex::open`]: less memory, no compile
+    /// time, slower lookups) and loads the configuration.
+    pub fn open(options: ResolverOptions) -> Result<Self, IndexError> {
+        Self::read(options, true)
+    }
+
+    fn read(options: ResolverOptions, in_place: bool) -> Result<Self, IndexError> {
         // Stamp first: a change during loading then shows up as stale on the next check.
         let stamp = Stamp::take(&options);
-        let index = ModuleIndex::load(&options.module_dir)?;
+        let index = if in_place {
+            ModuleIndex::open(&options.module_dir)?
+        } else {
+            ModuleIndex::load(&options.module_dir)?
+        };
         let config = Config::load(
             &options.config_dirs,
             Some(&options.module_dir),
@@ -222,6 +238,7 @@ impl Resolver {
             config,
             options,
             stamp,
+            in_place,
         })
     }
 
@@ -233,11 +250,13 @@ impl Resolver {
             cmdline: None,
         };
         let stamp = Stamp::take(&options);
+        let in_place = index.in_place();
         Resolver {
             index,
             config,
             options,
             stamp,
+            in_place,
         }
     }
 
@@ -268,7 +287,7 @@ impl Resolver {
         if !self.is_stale() {
             return Ok(false);
         }
-        *self = Resolver::load(self.options.clone())?;
+        *self = Resolver::read(self.options.clone(), self.in_place)?;
         info!(dir = %self.options.module_dir.display(), "module index reloaded");
         Ok(true)
     }
@@ -307,17 +326,17 @@ impl Resolver {
             return Ok(done(Source::RemoveCommand, vec![ModuleRef::named(&alias)]));
         }
         // Modules found through the alias itself (so blacklists and alias options apply).
-        let through_alias = |found: Vec<&str>, builtin: bool| -> Vec<ModuleRef> {
+        let through_alias = |found: Vec<String>, builtin: bool| -> Vec<ModuleRef> {
             found
                 .into_iter()
                 .map(|name| ModuleRef {
-                    name: name.to_owned(),
+                    name,
                     alias: Some(alias.clone()),
                     builtin,
                 })
                 .collect()
         };
-        let found = self.index.match_aliases(&alias);
+        let found = self.index.match_aliases(&alias)?;
         if !found.is_empty() {
             return Ok(done(Source::ModulesAlias, through_alias(found, false)));
         }
@@ -326,7 +345,7 @@ impl Resolver {
             m.builtin = true;
             return Ok(done(Source::Builtin, vec![m]));
         }
-        let found = self.index.match_builtin_aliases(&alias);
+        let found = self.index.match_builtin_aliases(&alias)?;
         if !found.is_empty() {
             return Ok(done(Source::BuiltinAlias, through_alias(found, true)));
         }

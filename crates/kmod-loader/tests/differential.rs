@@ -185,41 +185,50 @@ fn plans_equal_modprobe_show_depends_on_real_debian_kernels() {
                 .flat_map(|h| h.join().expect("modprobe thread"))
                 .collect()
         });
-        let mut mismatches = Vec::new();
-        let mut non_empty = 0usize;
-        for (alias, want) in corpus.iter().zip(expected) {
-            let want = dedup_lines(want);
-            let got = match resolver.plan(alias) {
-                Ok(plan) => plan.show_depends(),
-                Err(e) => vec![format!("error: {e}")],
-            };
-            if !want.is_empty() {
-                non_empty += 1;
+        // Both ways of reading the index: compiled (`Resolver::load`) and looked up in place
+        // (`Resolver::open`, what the daemon uses).
+        let in_place = Resolver::open(ResolverOptions {
+            module_dir: dir.clone(),
+            ..ResolverOptions::default()
+        })
+        .expect("open index");
+        for (mode, resolver) in [("compiled", &resolver), ("in place", &in_place)] {
+            let mut mismatches = Vec::new();
+            let mut non_empty = 0usize;
+            for (alias, want) in corpus.iter().zip(&expected) {
+                let want = dedup_lines(want.clone());
+                let got = match resolver.plan(alias) {
+                    Ok(plan) => plan.show_depends(),
+                    Err(e) => vec![format!("error: {e}")],
+                };
+                if !want.is_empty() {
+                    non_empty += 1;
+                }
+                if got != want {
+                    mismatches.push(format!("{alias}\n  libkmod: {want:?}\n  ours:    {got:?}"));
+                }
             }
-            if got != want {
-                mismatches.push(format!("{alias}\n  libkmod: {want:?}\n  ours:    {got:?}"));
-            }
+            println!(
+                "kernel {version}, index {mode}: {} modaliases compared ({} from this machine's /sys, {} from the QEMU guest, {non_empty} with a non-empty plan), {} mismatches",
+                corpus.len(),
+                real.len(),
+                GUEST.lines().count(),
+                mismatches.len()
+            );
+            assert!(corpus.len() >= 5000, "corpus too small: {}", corpus.len());
+            assert!(
+                mismatches.is_empty(),
+                "{} of {} plans ({mode}) differ from modprobe on {version}; first ones:\n{}",
+                mismatches.len(),
+                corpus.len(),
+                mismatches
+                    .iter()
+                    .take(20)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
-        println!(
-            "kernel {version}: {} modaliases compared ({} from this machine's /sys, {} from the QEMU guest, {non_empty} with a non-empty plan), {} mismatches",
-            corpus.len(),
-            real.len(),
-            GUEST.lines().count(),
-            mismatches.len()
-        );
-        assert!(corpus.len() >= 5000, "corpus too small: {}", corpus.len());
-        assert!(
-            mismatches.is_empty(),
-            "{} of {} plans differ from modprobe on {version}; first ones:\n{}",
-            mismatches.len(),
-            corpus.len(),
-            mismatches
-                .iter()
-                .take(20)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
     }
 }
 

@@ -176,11 +176,20 @@ fn a_corrupt_binary_index_falls_back_to_the_text_files() {
         (forms.alias, forms.dep, forms.builtin, forms.builtin_alias),
         (Form::Text, Form::Text, Form::Text, Form::Text)
     );
-    assert_eq!(idx.match_aliases("pci:v00001234d0001"), vec!["foo"]);
-    assert_eq!(idx.match_aliases("usb:v1D6Bp0001d0A00"), vec!["bar"]);
+    assert_eq!(
+        idx.match_aliases("pci:v00001234d0001").expect("lookup"),
+        vec!["foo"]
+    );
+    assert_eq!(
+        idx.match_aliases("usb:v1D6Bp0001d0A00").expect("lookup"),
+        vec!["bar"]
+    );
     assert!(idx.dep_entry("foo").expect("dep").is_some());
     assert!(idx.is_builtin("ext4").expect("builtin"));
-    assert_eq!(idx.match_builtin_aliases("acpi:PNP0A08:"), vec!["pci_root"]);
+    assert_eq!(
+        idx.match_builtin_aliases("acpi:PNP0A08:").expect("lookup"),
+        vec!["pci_root"]
+    );
 }
 
 #[test]
@@ -331,7 +340,10 @@ fn a_module_name_that_is_not_utf8_falls_back_to_the_text_index() {
     f.write("modules.alias.bin", &data);
     let idx = ModuleIndex::load(f.dir()).expect("fallback");
     assert_eq!(idx.forms().alias, Form::Text);
-    assert_eq!(idx.match_aliases("pci:v00001234d0001"), vec!["foo"]);
+    assert_eq!(
+        idx.match_aliases("pci:v00001234d0001").expect("lookup"),
+        vec!["foo"]
+    );
     // And the reader reports the fault itself.
     let b = BinIndex::from_bytes("x.bin".into(), data).expect("header");
     let mut err = None;

@@ -1,7 +1,7 @@
 //! Memory of the resolver (size assertions, not timing): the heap peak while
-//! `Resolver::load` reads Debian's 6.12 module index (fetched by `scripts/kernels`), the heap
-//! it keeps afterwards, and what lookups add, all counted by a global allocator that wraps
-//! `System`.
+//! `Resolver::load` and `Resolver::open` read Debian's 6.12 module index (fetched by
+//! `scripts/kernels`), the heap they keep afterwards, and what lookups add, all counted by a
+//! global allocator that wraps `System`.
 //!
 //! Skipped with a printed reason when the kernel is missing, unless
 //! `DEVMGR_REQUIRE_ALL_TESTS=1`, in which case it fails instead. This file holds one test
@@ -25,6 +25,12 @@ const PEAK_LIMIT: usize = 2_500_000;
 const RETAINED_LIMIT: usize = 1_800_000;
 /// What a few hundred lookups may add (the per-thread `*` memo, nothing per lookup).
 const LOOKUP_GROWTH_LIMIT: usize = 64 << 10;
+/// `Resolver::open` (lookups in place), measured: peak 235 KB while it checks the files (the
+/// walk's windows and its 164 KB loop check), 66 KB held after 350 lookups (mostly the 4 KiB
+/// windows of three files). Limits with headroom; more would mean a file or a compiled index
+/// is held.
+const OPEN_PEAK_LIMIT: usize = 400_000;
+const OPEN_RETAINED_LIMIT: usize = 100_000;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -118,6 +124,7 @@ fn loading_the_debian_6_12_index_takes_little_heap() {
         config_dirs: Vec::new(),
         cmdline: None,
     };
+    let options_in_place = options.clone();
     let aliases = [
         "pci:v00008086d0000100Esv00000000sd00000000bc02sc00i00",
         "usb:v1D6Bp0002d0612dc09dsc00dp01ic09isc00ip00in00",
@@ -164,4 +171,37 @@ fn loading_the_debian_6_12_index_takes_little_heap() {
         "lookups grew the heap from {retained} B to {after_lookups} B"
     );
     drop(resolver);
+
+    // Looked up in place: what `open` holds while it checks the files (the walk's windows and
+    // loop check) and what stays (the lookup windows, the configuration, the builtin list).
+    drop(Resolver::open(options_in_place.clone()).expect("open the index"));
+    let base = CURRENT.load(Relaxed);
+    PEAK.store(base, Relaxed);
+    let resolver = Resolver::open(options_in_place).expect("open the index");
+    let peak = PEAK.load(Relaxed) - base;
+    let retained = CURRENT.load(Relaxed) - base;
+    let mut found = 0;
+    for _ in 0..50 {
+        for alias in aliases {
+            let plan = resolver.plan(alias).expect("plan");
+            found += usize::from(!plan.steps.is_empty());
+        }
+    }
+    let after_lookups = CURRENT.load(Relaxed) - base;
+    let _ = writeln!(
+        std::io::stderr(),
+        "Resolver::open heap: peak {peak} B, retained {retained} B (index reports {} B), \
+         after {} lookups {after_lookups} B",
+        resolver.index().heap_bytes(),
+        50 * aliases.len()
+    );
+    assert!(found >= 50 * 4, "the lookups should find modules ({found})");
+    assert!(
+        peak <= OPEN_PEAK_LIMIT,
+        "heap peak while opening {peak} B > {OPEN_PEAK_LIMIT} B"
+    );
+    assert!(
+        after_lookups <= OPEN_RETAINED_LIMIT,
+        "heap held after opening and looking up {after_lookups} B > {OPEN_RETAINED_LIMIT} B"
+    );
 }
