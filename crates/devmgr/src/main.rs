@@ -179,7 +179,7 @@ fn resolve(
         },
         cmdline: (!args.no_cmdline).then(|| args.cmdline.clone()),
     };
-    let resolver = match Resolver::load(options) {
+    let resolver = match Resolver::open(options) {
         Ok(r) => r,
         Err(e) => {
             writeln!(err, "devmgr: {e}")?;

@@ -217,7 +217,7 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     let reading = std::time::Instant::now();
     let read = {
         let options = options.clone();
-        tokio::task::spawn_blocking(move || Resolver::load(options))
+        tokio::task::spawn_blocking(move || Resolver::open(options))
     };
     let resolver = tokio::select! {
         read = read => read,
