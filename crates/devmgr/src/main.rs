@@ -145,6 +145,7 @@ struct TriggerArgs {
 }
 
 mod logging;
+mod malloc;
 mod monitor;
 mod run;
 mod trigger;

@@ -35,6 +35,10 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         None => Config::default(),
     };
     crate::logging::init("info");
+    // Before the runtime's threads exist (see crate::malloc).
+    if !crate::malloc::limit_arenas(1) {
+        tracing::debug!("malloc arenas not limited (not glibc, or glibc refused)");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(THREAD_STACK)
