@@ -135,8 +135,8 @@
 //! its text form at open, as with `load`), then each lookup reads the nodes it needs, 4 KiB at
 //! a time, with libkmod's own search (`index_searchwild`: [`binindex::BinFile::search_wild`]).
 //! It keeps four 4 KiB windows per file (about 45 KB), opens in about 5 ms, and a lookup takes
-//! about 60 µs on the build machine (`tests/in_place.rs` prints both heaps; the benchmark in
-//! `BENCH.md`). devmgr's daemon and `devmgr resolve` use it: a boot looks up fewer than a
+//! about 50 µs on the build machine, about half libkmod's speed (`tests/in_place.rs` prints
+//! both heaps; the benchmark in `BENCH.md`). devmgr's daemon and `devmgr resolve` use it: a boot looks up fewer than a
 //! hundred aliases, and in the QEMU guests the compiled index was 1.2 MB of devmgr's resident
 //! set and 250–400 ms of its start. Both ways give the same plans as `modprobe` for every
 //! alias of Debian 12's kernels (`tests/differential.rs`).

@@ -22,6 +22,8 @@ use crate::fasthash::FnvMap;
 use crate::fnmatch::{Token, compile_into, match_tokens};
 
 /// What a search needs of a node: its prefix, its non-null children, whether it has values.
+/// Filled again for each node (the buffers are reused).
+#[derive(Default)]
 struct Step {
     prefix: Vec<u8>,
     /// (edge byte, child offset word), in byte order.
@@ -47,6 +49,9 @@ fn is_wild(c: u8) -> bool {
 /// the pattern being built, scratch for its compiled form.
 struct Wild<'k> {
     seen: FnvMap<u32, ()>,
+    /// The node being entered below a wildcard.
+    step: Step,
+    stack: Vec<Frame>,
     found: Vec<(u32, Vec<u8>)>,
     pattern: Vec<u8>,
     tokens: Vec<Token>,
@@ -65,46 +70,43 @@ enum Frame {
 }
 
 impl BinFile {
-    /// Parses the node of `word` into a [`Step`]; `None` for the null offset.
-    fn step(&mut self, word: u32) -> Result<Option<Step>, IndexError> {
-        let mut out = None;
+    /// Parses the node of `word` into `out`; `false` for the null offset.
+    fn step(&mut self, word: u32, out: &mut Step) -> Result<bool, IndexError> {
         self.visit(word, &mut |_, node| {
-            let children = node
-                .children
-                .chunks_exact(4)
-                .enumerate()
-                .filter_map(|(k, b)| {
-                    let child = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                    // At most 256 children, so `k` fits a byte past `first`.
-                    (child & OFFSET_MASK != 0).then(|| (node.first.wrapping_add(k as u8), child))
-                })
-                .collect();
-            out = Some(Step {
-                prefix: node.prefix.to_vec(),
-                children,
-                has_values: node.value_count > 0,
-            });
+            out.prefix.clear();
+            out.prefix.extend_from_slice(node.prefix);
+            out.children.clear();
+            out.children.extend(
+                node.children
+                    .chunks_exact(4)
+                    .enumerate()
+                    .filter_map(|(k, b)| {
+                        let child = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                        // At most 256 children, so `k` fits a byte past `first`.
+                        (child & OFFSET_MASK != 0)
+                            .then(|| (node.first.wrapping_add(k as u8), child))
+                    }),
+            );
+            out.has_values = node.value_count > 0;
             Ok(())
-        })?;
-        Ok(out)
+        })
     }
 
     /// Appends the (priority, value) pairs of the node of `word`, in file order.
     fn values_into(&mut self, word: u32, out: &mut Vec<(u32, Vec<u8>)>) -> Result<(), IndexError> {
-        let limit = MAX_ENTRIES;
-        let path = self.path.clone();
         self.visit(word, &mut |view, node| {
             view.for_values(node, |priority, value| {
-                if out.len() >= limit {
-                    return Err(IndexError::TooManyEntries {
-                        path: path.clone(),
-                        limit,
-                    });
-                }
                 out.push((priority, value.to_vec()));
                 Ok(())
             })
         })?;
+        // A node's count is bounded by the file's size; the sum over a search by this.
+        if out.len() > MAX_ENTRIES {
+            return Err(IndexError::TooManyEntries {
+                path: self.path.clone(),
+                limit: MAX_ENTRIES,
+            });
+        }
         Ok(())
     }
 
@@ -113,8 +115,9 @@ impl BinFile {
     pub fn search(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
         let mut word = self.root;
         let mut i = 0;
+        let mut step = Step::default();
         // Each step consumes at least one key byte (the edge), so this ends.
-        while let Some(step) = self.step(word)? {
+        while self.step(word, &mut step)? {
             if !key
                 .get(i..)
                 .is_some_and(|rest| rest.starts_with(&step.prefix))
@@ -145,6 +148,8 @@ impl BinFile {
     pub fn search_wild(&mut self, key: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, IndexError> {
         let mut w = Wild {
             seen: FnvMap::default(),
+            step: Step::default(),
+            stack: Vec::new(),
             found: Vec::new(),
             pattern: Vec::new(),
             tokens: Vec::new(),
@@ -152,8 +157,9 @@ impl BinFile {
         };
         let mut word = self.root;
         let mut i = 0;
+        let mut step = Step::default();
         // Along the path each step consumes a key byte, so it ends without a guard.
-        'path: while let Some(step) = self.step(word)? {
+        'path: while self.step(word, &mut step)? {
             for (j, &c) in step.prefix.iter().enumerate() {
                 if is_wild(c) {
                     self.wild_below(&mut w, word, j, None, i + j)?;
@@ -214,31 +220,33 @@ impl BinFile {
         w.pattern.clear();
         w.seen.clear();
         self.reach(w, word)?;
-        let mut stack = vec![Frame::Enter { word, skip, edge }];
-        while let Some(frame) = stack.pop() {
+        w.stack.clear();
+        w.stack.push(Frame::Enter { word, skip, edge });
+        while let Some(frame) = w.stack.pop() {
             match frame {
                 Frame::Enter { word, skip, edge } => {
-                    let Some(step) = self.step(word)? else {
+                    if !self.step(word, &mut w.step)? {
                         continue;
-                    };
+                    }
                     let len = w.pattern.len();
                     w.pattern.extend(edge);
                     w.pattern
-                        .extend_from_slice(step.prefix.get(skip..).unwrap_or_default());
+                        .extend_from_slice(w.step.prefix.get(skip..).unwrap_or_default());
                     if w.pattern.len() > MAX_KEY_LEN {
                         return Err(IndexError::KeyTooLong {
                             path: self.path.clone(),
                             limit: MAX_KEY_LEN,
                         });
                     }
-                    stack.push(Frame::Leave {
+                    w.stack.push(Frame::Leave {
                         word,
                         len,
-                        values: step.has_values,
+                        values: w.step.has_values,
                     });
-                    for &(c, child) in step.children.iter().rev() {
+                    for k in (0..w.step.children.len()).rev() {
+                        let (c, child) = w.step.children[k];
                         self.reach(w, child)?;
-                        stack.push(Frame::Enter {
+                        w.stack.push(Frame::Enter {
                             word: child,
                             skip: 0,
                             edge: Some(c),
