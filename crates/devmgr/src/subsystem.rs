@@ -215,6 +215,9 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     let config = &shared.config;
     let options = resolver_options(config);
     let reading = std::time::Instant::now();
+    // Looked up in place, as libkmod does (kmod-loader's `Resolver::open`): a boot looks up
+    // fewer than a hundred aliases, and the compiled index (`Resolver::load`) was 1.2 MB of
+    // devmgr's resident set and 250-400 ms of its start in the QEMU guests.
     let read = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || Resolver::open(options))
