@@ -17,10 +17,9 @@ use crate::RunArgs;
 /// Stack size of the runtime's threads (workers and the blocking pool that runs the loads).
 /// The deepest user is the matcher build of a text index fallback (256 KiB suffice, see
 /// kmod-loader's `the_deepest_accepted_pattern_runs_on_a_small_stack`); a decompressing load
-/// needs about
-/// 60 KiB. Not the 2 MiB default: on a kernel with transparent huge pages `always` (Debian's
-/// 6.1) a 2 MiB stack that happens to be 2 MiB-aligned is backed by one huge page, and the
-/// 6.1 guest's peak RSS grew by exactly 2,048 KiB in some boots (`/proc/self/smaps`).
+/// needs about 60 KiB. Not the 2 MiB default: on a kernel with transparent huge pages `always`
+/// (Debian's 6.1) a 2 MiB stack that happens to be 2 MiB-aligned is backed by one huge page,
+/// and the 6.1 guest's peak RSS grew by exactly 2,048 KiB in some boots (`/proc/self/smaps`).
 const THREAD_STACK: usize = 512 * 1024;
 
 pub(crate) fn run(args: RunArgs) -> ExitCode {
