@@ -20,7 +20,10 @@
 //! 3. checks that the file path agrees with the in-memory walk (a `.bin` is used iff it walks
 //!    cleanly, and every pattern the matcher accepts is counted), that `match_aliases` finds
 //!    exactly the modules whose walked patterns a plain fnmatch accepts, and that plans list
-//!    each module once with every path inside the module directory.
+//!    each module once with every path inside the module directory;
+//! 4. opens the same directory with `Resolver::open` (lookups in place, what the daemon uses:
+//!    `BinFile::search_wild` and `search` on the files) and checks that it chose the same forms
+//!    and answers every lookup, dependency entry and plan exactly as the compiled index does.
 //!
 //! Nothing may panic, hang or allocate without bound.
 #![no_main]
@@ -263,9 +266,43 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
         entries.iter().take(8).for_each(|(k, _, _)| push(k));
     }
 
+    // The same directory looked up in place.
+    let in_place = match Resolver::open(ResolverOptions {
+        module_dir: dir.to_owned(),
+        config_dirs: Vec::new(),
+        cmdline: None,
+    }) {
+        Ok(r) => r,
+        Err(err) => panic!("opening cannot fail with empty text fallbacks present: {err}"),
+    };
+    assert_eq!(in_place.index().forms(), forms, "forms in place");
+    assert_eq!(in_place.index().alias_count(), patterns.len(), "alias count in place");
+
     for (n, q) in all.iter().enumerate() {
-        let found = index.match_aliases(q);
-        let unique: BTreeSet<&str> = found.iter().copied().collect();
+        let found = match index.match_aliases(q) {
+            Ok(found) => found,
+            Err(err) => panic!("a compiled lookup cannot fail: {err}"),
+        };
+        // Checked whole when opened, so a lookup in place cannot fail either.
+        match in_place.index().match_aliases(q) {
+            Ok(there) => assert_eq!(there, found, "match_aliases({q:?}) in place"),
+            Err(err) => panic!("match_aliases({q:?}) in place failed on a checked file: {err}"),
+        }
+        match (index.match_builtin_aliases(q), in_place.index().match_builtin_aliases(q)) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "match_builtin_aliases({q:?}) in place"),
+            (a, b) => panic!("match_builtin_aliases({q:?}) failed: {a:?} / {b:?}"),
+        }
+        assert_eq!(
+            format!("{:?}", index.dep_entry(q)),
+            format!("{:?}", in_place.index().dep_entry(q)),
+            "dep_entry({q:?}) in place"
+        );
+        assert_eq!(
+            format!("{:?}", resolver.plan(q).map(|p| p.show_depends())),
+            format!("{:?}", in_place.plan(q).map(|p| p.show_depends())),
+            "plan({q:?}) in place"
+        );
+        let unique: BTreeSet<&str> = found.iter().map(String::as_str).collect();
         assert_eq!(
             unique.len(),
             found.len(),
@@ -279,7 +316,6 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
                 .collect();
             assert_eq!(unique, want, "match_aliases({q:?}) differs from fnmatch");
         }
-        let _ = index.match_builtin_aliases(q);
         if let Ok(Some(entry)) = index.dep_entry(q) {
             assert_inside(dir, &entry.path);
             entry.deps.iter().for_each(|(_, p)| assert_inside(dir, p));
