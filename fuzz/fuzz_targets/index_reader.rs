@@ -22,8 +22,12 @@
 //!    exactly the modules whose walked patterns a plain fnmatch accepts, and that plans list
 //!    each module once with every path inside the module directory;
 //! 4. opens the same directory with `Resolver::open` (lookups in place, what the daemon uses:
-//!    `BinFile::search_wild` and `search` on the files) and checks that it chose the same forms
-//!    and answers every lookup, dependency entry and plan exactly as the compiled index does.
+//!    `BinFile::search_wild` and `search` on the files, libkmod's own search) and checks that
+//!    it chose the same forms, that no lookup fails, and that it answers every lookup,
+//!    dependency entry and plan exactly as the compiled index does — where the two are meant
+//!    to agree: queries without wildcard bytes (with them, libkmod's answer depends on where
+//!    the trie's edges fall, which the compiled matcher does not model) and alias files
+//!    whose every pattern the matcher accepts (in place has no pattern limits).
 //!
 //! Nothing may panic, hang or allocate without bound.
 #![no_main]
@@ -276,6 +280,14 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
         Err(err) => panic!("opening cannot fail with empty text fallbacks present: {err}"),
     };
     assert_eq!(in_place.index().forms(), forms, "forms in place");
+    // Both alias files hold only patterns the compiled matcher accepts.
+    let accepted = |w: &Option<Walk>| match w {
+        Some(Walk::Ok { entries }) => entries
+            .iter()
+            .all(|(k, _, _)| AliasMatcherBuilder::new().insert(k, 0)),
+        _ => true,
+    };
+    let comparable = accepted(&walks[0]) && accepted(&walks[3]);
     assert_eq!(in_place.index().alias_count(), patterns.len(), "alias count in place");
 
     for (n, q) in all.iter().enumerate() {
@@ -284,24 +296,31 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
             Err(err) => panic!("a compiled lookup cannot fail: {err}"),
         };
         // Checked whole when opened, so a lookup in place cannot fail either.
-        match in_place.index().match_aliases(q) {
-            Ok(there) => assert_eq!(there, found, "match_aliases({q:?}) in place"),
+        let there = match in_place.index().match_aliases(q) {
+            Ok(there) => there,
             Err(err) => panic!("match_aliases({q:?}) in place failed on a checked file: {err}"),
-        }
-        match (index.match_builtin_aliases(q), in_place.index().match_builtin_aliases(q)) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "match_builtin_aliases({q:?}) in place"),
-            (a, b) => panic!("match_builtin_aliases({q:?}) failed: {a:?} / {b:?}"),
-        }
+        };
+        let builtin = (
+            index.match_builtin_aliases(q),
+            in_place.index().match_builtin_aliases(q),
+        );
+        let (Ok(builtin), Ok(builtin_there)) = builtin else {
+            panic!("match_builtin_aliases({q:?}) failed: {builtin:?}");
+        };
         assert_eq!(
             format!("{:?}", index.dep_entry(q)),
             format!("{:?}", in_place.index().dep_entry(q)),
             "dep_entry({q:?}) in place"
         );
-        assert_eq!(
-            format!("{:?}", resolver.plan(q).map(|p| p.show_depends())),
-            format!("{:?}", in_place.plan(q).map(|p| p.show_depends())),
-            "plan({q:?}) in place"
-        );
+        if comparable && !q.bytes().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+            assert_eq!(there, found, "match_aliases({q:?}) in place");
+            assert_eq!(builtin_there, builtin, "match_builtin_aliases({q:?}) in place");
+            assert_eq!(
+                format!("{:?}", resolver.plan(q).map(|p| p.show_depends())),
+                format!("{:?}", in_place.plan(q).map(|p| p.show_depends())),
+                "plan({q:?}) in place"
+            );
+        }
         let unique: BTreeSet<&str> = found.iter().map(String::as_str).collect();
         assert_eq!(
             unique.len(),
