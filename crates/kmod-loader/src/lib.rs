@@ -150,8 +150,14 @@
 //!   `modules.builtin.modinfo`) are used when a binary index is missing or corrupt; libkmod
 //!   reads only the binary files.
 //! * Install commands are never executed ([`Step::InstallRefused`]).
+//! * A query that itself holds `*`, `?` or `[` (no kernel modalias does): the compiled index
+//!   answers it by `fnmatch` plus an exact match of an equal pattern, while libkmod's answer
+//!   depends on whether its trie puts each wildcard on an edge (then walked literally) or
+//!   inside a compressed prefix (then matched); lookups in place run libkmod's search and
+//!   give its answer (found by the `index_reader` fuzz target).
 //! * Limits for untrusted input: index files up to 64 MiB, keys up to 4,096 bytes, at most
-//!   2^20 entries, at most 64 wildcards per alias pattern (real ones have at most 18).
+//!   2^20 entries, at most 64 wildcards per alias pattern in the compiled index (real ones
+//!   have at most 18; lookups in place match any pattern, as libkmod does).
 //! * Not implemented: `symbol:` lookups (`modules.symbols.bin`); `modules.weakdep` (not read
 //!   by kmod 30 either, and never loaded by userspace).
 //!
