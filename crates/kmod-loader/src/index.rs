@@ -11,8 +11,10 @@
 //! [`ModuleIndex::load`] compiles the index (below); [`ModuleIndex::open`] walks each binary
 //! file once to check it, then looks it up in place at every lookup
 //! ([`BinFile::search_wild`], [`BinFile::search`]), keeping only four [`LOOKUP_WINDOW`]s per
-//! file. Text fallbacks are compiled either way. Both answer every lookup the same
-//! (`tests/in_place.rs`).
+//! file. Text fallbacks are compiled either way. Both give the same answer for every
+//! modalias (`tests/in_place.rs`, `tests/differential.rs`); they differ only for queries that
+//! themselves hold wildcard bytes and for patterns past the compiled matcher's limits (the
+//! crate documentation, "Differences from libkmod").
 //!
 //! # Memory of a compiled index
 //!
@@ -594,8 +596,8 @@ impl ModuleIndex {
     /// dependency files are checked whole (a walk of every node, so that a corrupt file falls
     /// back to its text form now, not at a lookup) and then read again at each lookup, a few
     /// [`LOOKUP_WINDOW`]s at a time; nothing of them is kept but four windows per file. Text
-    /// fallbacks are compiled as [`ModuleIndex::load`] does. About 4 ms and no heap beyond the
-    /// windows for Debian 12's 6.12 index; a lookup then takes tens of microseconds.
+    /// fallbacks are compiled as [`ModuleIndex::load`] does. About 5 ms and no heap beyond the
+    /// windows for Debian 12's 6.12 index; a lookup then takes about 50 microseconds.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         Self::read(dir, true)
     }
@@ -632,7 +634,7 @@ impl ModuleIndex {
         idx.names = names.into_strs();
         debug!(
             dir = %dir.display(),
-            aliases = idx.aliases.count,
+            aliases = idx.alias_count(),
             alias_nodes = idx.aliases.matcher.node_count(),
             in_place,
             heap_bytes = idx.heap_bytes(),
