@@ -44,12 +44,11 @@ fn is_wild(c: u8) -> bool {
     matches!(c, b'*' | b'?' | b'[')
 }
 
-/// A wildcard search's state: nodes reached below the current wildcard (loop guard), values
-/// found in discovery order,
-/// the pattern being built, scratch for its compiled form.
+/// A wildcard search's state: nodes reached below the current wildcard (loop guard), the node
+/// being entered and the walk's stack, values found in discovery order, the pattern being
+/// built and scratch for its compiled form.
 struct Wild<'k> {
     seen: FnvMap<u32, ()>,
-    /// The node being entered below a wildcard.
     step: Step,
     stack: Vec<Frame>,
     found: Vec<(u32, Vec<u8>)>,
