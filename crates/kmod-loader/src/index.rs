@@ -36,6 +36,7 @@
 //! own), computed by a second pass over the index.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -541,8 +542,21 @@ fn sorted_rows(
     }
 }
 
-fn owned(names: Vec<&str>) -> Vec<String> {
-    names.into_iter().map(str::to_owned).collect()
+/// The items in order, each at its first occurrence. Few items: a linear scan; many (a
+/// hostile index): a set, to stay linear.
+fn first_occurrences<T: Eq + Hash + Clone>(items: impl ExactSizeIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    let mut seen = (items.len() > 32).then(HashSet::new);
+    for item in items {
+        let new = match &mut seen {
+            Some(seen) => seen.insert(item.clone()),
+            None => !out.contains(&item),
+        };
+        if new {
+            out.push(item);
+        }
+    }
+    out
 }
 
 /// Opens a binary index for lookups in place: walks it whole once (as loading does, so that
@@ -568,20 +582,12 @@ fn checked_in_place(path: &Path, aliases: bool) -> Result<(InPlace, usize), Inde
 fn match_in_place(file: &InPlace, alias: &str) -> Result<Vec<String>, IndexError> {
     let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
     let found = file.search_wild(alias.as_bytes())?;
-    let mut modules: Vec<String> = Vec::with_capacity(found.len());
-    // Few hits: a linear scan; many (hostile index): a set, to stay linear.
-    let mut seen = (found.len() > 32).then(HashSet::new);
-    for (n, (_, value)) in found.into_iter().enumerate() {
-        let name = utf8(file.path(), "module name", &value, n)?;
-        let new = match &mut seen {
-            Some(seen) => seen.insert(name.to_owned()),
-            None => !modules.iter().any(|m| m == name),
-        };
-        if new {
-            modules.push(name.to_owned());
-        }
-    }
-    Ok(modules)
+    let names = found
+        .into_iter()
+        .enumerate()
+        .map(|(n, (_, value))| utf8(file.path(), "module name", &value, n).map(str::to_owned))
+        .collect::<Result<Vec<String>, IndexError>>()?;
+    Ok(first_occurrences(names.into_iter()))
 }
 
 impl ModuleIndex {
@@ -957,7 +963,7 @@ impl ModuleIndex {
         AliasSet::build(sorted_rows(rows), names, 0)
     }
 
-    fn match_set(&self, set: &AliasSet, alias: &str) -> Vec<&str> {
+    fn match_set(&self, set: &AliasSet, alias: &str) -> Vec<String> {
         let mut hits = set.matcher.find(alias.as_bytes());
         // libkmod keeps values sorted by priority; among equal priorities the value found
         // last comes first. Runs of one priority and one module (every modules.alias run:
@@ -976,20 +982,10 @@ impl ModuleIndex {
             }
             start += len;
         }
-        let mut modules: Vec<u32> = Vec::with_capacity(hits.len());
-        // Few hits: a linear scan; many (hostile index): a set, to stay linear.
-        let mut seen = (hits.len() > 32).then(HashSet::new);
-        for h in hits {
-            let m = set.pair(h).0;
-            let new = match &mut seen {
-                Some(seen) => seen.insert(m),
-                None => !modules.contains(&m),
-            };
-            if new {
-                modules.push(m);
-            }
-        }
-        modules.into_iter().map(|m| self.names.get(m)).collect()
+        first_occurrences(hits.into_iter().map(|h| set.pair(h).0))
+            .into_iter()
+            .map(|m| self.names.get(m).to_owned())
+            .collect()
     }
 
     /// Modules whose `modules.alias` patterns match the (normalised) alias, deduplicated, in
@@ -998,7 +994,7 @@ impl ModuleIndex {
     pub fn match_aliases(&self, alias: &str) -> Result<Vec<String>, IndexError> {
         match &self.files.aliases {
             Some(file) => match_in_place(file, alias),
-            None => Ok(owned(self.match_set(&self.aliases, alias))),
+            None => Ok(self.match_set(&self.aliases, alias)),
         }
     }
 
@@ -1006,7 +1002,7 @@ impl ModuleIndex {
     pub fn match_builtin_aliases(&self, alias: &str) -> Result<Vec<String>, IndexError> {
         match &self.files.builtin_aliases {
             Some(file) => match_in_place(file, alias),
-            None => Ok(owned(self.match_set(&self.builtin_aliases, alias))),
+            None => Ok(self.match_set(&self.builtin_aliases, alias)),
         }
     }
 
