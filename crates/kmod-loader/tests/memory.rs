@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use kmod_loader::{Resolver, ResolverOptions};
+use kmod_loader::{IndexError, Resolver, ResolverOptions};
 
 /// Measured for 6.12.117+deb12-amd64 (27,459 aliases): peak 2.06 MB, retained 1.19 MB (before
 /// the compact index: 28.4 MB and 16.3 MB; 2.45 MB peak while `modules.alias.bin` was read
@@ -124,84 +124,97 @@ fn loading_the_debian_6_12_index_takes_little_heap() {
         config_dirs: Vec::new(),
         cmdline: None,
     };
-    let options_in_place = options.clone();
-    let aliases = [
-        "pci:v00008086d0000100Esv00000000sd00000000bc02sc00i00",
-        "usb:v1D6Bp0002d0612dc09dsc00dp01ic09isc00ip00in00",
-        "of:NfooT(null)Cmaxim,max11600",
-        "acpi:PNP0A08:PNP0A03:",
-        "cpu:type:x86,ven0000fam0006mod00CF:feature:,0000,0001,0002,0003,0004,0005,0006,0007",
-        "virtio:d00000001v00001AF4",
-        "platform:serial8250",
-    ];
-    // Warm up what the first use of `tracing`, `std::fs` and the thread's memo allocate once.
-    drop(Resolver::load(options.clone()).expect("load the index"));
-
-    let base = CURRENT.load(Relaxed);
-    PEAK.store(base, Relaxed);
-    let resolver = Resolver::load(options).expect("load the index");
-    let peak = PEAK.load(Relaxed) - base;
-    let retained = CURRENT.load(Relaxed) - base;
-    let mut found = 0;
-    for _ in 0..50 {
-        for alias in aliases {
-            let plan = resolver.plan(alias).expect("plan");
-            found += usize::from(!plan.steps.is_empty());
-        }
-    }
-    let after_lookups = CURRENT.load(Relaxed) - base;
-    let index_bytes = resolver.index().heap_bytes();
-    let _ = writeln!(
-        std::io::stderr(),
-        "Resolver::load heap: peak {peak} B, retained {retained} B (index reports {index_bytes} B), \
-         after {} lookups {after_lookups} B",
-        50 * aliases.len()
-    );
-    assert!(found >= 50 * 4, "the lookups should find modules ({found})");
+    // Compiled: what loading peaks at and keeps, and that lookups add nothing lasting.
+    let load = heap_of(|| Resolver::load(options.clone()));
+    let _ = writeln!(std::io::stderr(), "Resolver::load heap: {load}");
     assert!(
-        peak <= PEAK_LIMIT,
-        "heap peak while loading {peak} B > {PEAK_LIMIT} B"
+        load.peak <= PEAK_LIMIT,
+        "heap peak while loading {} B > {PEAK_LIMIT} B",
+        load.peak
     );
     assert!(
-        retained <= RETAINED_LIMIT,
-        "heap retained after loading {retained} B > {RETAINED_LIMIT} B"
+        load.retained <= RETAINED_LIMIT,
+        "heap retained after loading {} B > {RETAINED_LIMIT} B",
+        load.retained
     );
     assert!(
-        after_lookups <= retained + LOOKUP_GROWTH_LIMIT,
-        "lookups grew the heap from {retained} B to {after_lookups} B"
+        load.after_lookups <= load.retained + LOOKUP_GROWTH_LIMIT,
+        "lookups grew the heap from {} B to {} B",
+        load.retained,
+        load.after_lookups
     );
-    drop(resolver);
 
     // Looked up in place: what `open` holds while it checks the files (the walk's windows and
     // loop check) and what stays (the lookup windows, the configuration, the builtin list).
-    drop(Resolver::open(options_in_place.clone()).expect("open the index"));
+    let open = heap_of(|| Resolver::open(options.clone()));
+    let _ = writeln!(std::io::stderr(), "Resolver::open heap: {open}");
+    assert!(
+        open.peak <= OPEN_PEAK_LIMIT,
+        "heap peak while opening {} B > {OPEN_PEAK_LIMIT} B",
+        open.peak
+    );
+    assert!(
+        open.after_lookups <= OPEN_RETAINED_LIMIT,
+        "heap held after opening and looking up {} B > {OPEN_RETAINED_LIMIT} B",
+        open.after_lookups
+    );
+}
+
+/// Aliases looked up 50 times each after loading.
+const ALIASES: [&str; 7] = [
+    "pci:v00008086d0000100Esv00000000sd00000000bc02sc00i00",
+    "usb:v1D6Bp0002d0612dc09dsc00dp01ic09isc00ip00in00",
+    "of:NfooT(null)Cmaxim,max11600",
+    "acpi:PNP0A08:PNP0A03:",
+    "cpu:type:x86,ven0000fam0006mod00CF:feature:,0000,0001,0002,0003,0004,0005,0006,0007",
+    "virtio:d00000001v00001AF4",
+    "platform:serial8250",
+];
+
+/// Heap of one way of reading the index, in bytes above what was live before it.
+struct Heap {
+    peak: usize,
+    retained: usize,
+    after_lookups: usize,
+    index_reports: usize,
+}
+
+impl std::fmt::Display for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "peak {} B, retained {} B (index reports {} B), after {} lookups {} B",
+            self.peak,
+            self.retained,
+            self.index_reports,
+            50 * ALIASES.len(),
+            self.after_lookups
+        )
+    }
+}
+
+/// Reads the index with `read` (once first, to warm up what the first use of `tracing`,
+/// `std::fs` and the thread's memo allocate once), then again counting, then plans every
+/// alias of [`ALIASES`] 50 times; asserts the lookups find modules.
+fn heap_of(read: impl Fn() -> Result<Resolver, IndexError>) -> Heap {
+    drop(read().expect("read the index"));
     let base = CURRENT.load(Relaxed);
     PEAK.store(base, Relaxed);
-    let resolver = Resolver::open(options_in_place).expect("open the index");
+    let resolver = read().expect("read the index");
     let peak = PEAK.load(Relaxed) - base;
     let retained = CURRENT.load(Relaxed) - base;
     let mut found = 0;
     for _ in 0..50 {
-        for alias in aliases {
+        for alias in ALIASES {
             let plan = resolver.plan(alias).expect("plan");
             found += usize::from(!plan.steps.is_empty());
         }
     }
-    let after_lookups = CURRENT.load(Relaxed) - base;
-    let _ = writeln!(
-        std::io::stderr(),
-        "Resolver::open heap: peak {peak} B, retained {retained} B (index reports {} B), \
-         after {} lookups {after_lookups} B",
-        resolver.index().heap_bytes(),
-        50 * aliases.len()
-    );
     assert!(found >= 50 * 4, "the lookups should find modules ({found})");
-    assert!(
-        peak <= OPEN_PEAK_LIMIT,
-        "heap peak while opening {peak} B > {OPEN_PEAK_LIMIT} B"
-    );
-    assert!(
-        after_lookups <= OPEN_RETAINED_LIMIT,
-        "heap held after opening and looking up {after_lookups} B > {OPEN_RETAINED_LIMIT} B"
-    );
+    Heap {
+        peak,
+        retained,
+        after_lookups: CURRENT.load(Relaxed) - base,
+        index_reports: resolver.index().heap_bytes(),
+    }
 }
