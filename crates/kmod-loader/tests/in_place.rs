@@ -47,6 +47,29 @@ fn corpus(index: &ModuleIndex) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// One module, `foo`, with one alias, in binary and text form.
+fn foo_fixture() -> Fixture {
+    Fixture::new(
+        &[FixtureModule {
+            path: "kernel/foo.ko",
+            deps: &[],
+        }],
+        &[("pci:v00001234d*", "foo")],
+        &[],
+        &[],
+        "",
+    )
+}
+
+/// `bin` (an encoded index whose root has children and no prefix) with the root's first child
+/// word, right after its child range, naming the root itself: a loop.
+fn first_child_is_the_root(mut bin: Vec<u8>) -> Vec<u8> {
+    let root = u32::from_be_bytes([bin[8], bin[9], bin[10], bin[11]]);
+    let at = (root & 0x0FFF_FFFF) as usize + 2;
+    bin[at..at + 4].copy_from_slice(&root.to_be_bytes());
+    bin
+}
+
 #[test]
 fn lookups_in_place_equal_the_compiled_index_on_debian_kernels() {
     let kernels = match common::kernels() {
@@ -148,16 +171,7 @@ fn equal_priorities_come_last_found_first_as_in_libkmod() {
 
 #[test]
 fn a_corrupt_binary_index_falls_back_to_text_when_opened() {
-    let f = Fixture::new(
-        &[FixtureModule {
-            path: "kernel/foo.ko",
-            deps: &[],
-        }],
-        &[("pci:v00001234d*", "foo")],
-        &[],
-        &[],
-        "",
-    );
+    let f = foo_fixture();
     let mut bin = std::fs::read(f.dir().join("modules.alias.bin")).expect("read");
     // The root's offset word points into the header: found by the check at open.
     bin[8..12].copy_from_slice(&0x2000_0004u32.to_be_bytes());
@@ -169,12 +183,7 @@ fn a_corrupt_binary_index_falls_back_to_text_when_opened() {
         vec!["foo"]
     );
     // A node that points back at the root: a loop, refused at open, not at a lookup.
-    let looped = encode_index(&[("a", 0, "x"), ("b", 0, "y")]);
-    let root = u32::from_be_bytes([looped[8], looped[9], looped[10], looped[11]]);
-    let mut looped = looped;
-    // The root's first child word (after its child range) now names the root itself.
-    let at = (root & 0x0FFF_FFFF) as usize + 2;
-    looped[at..at + 4].copy_from_slice(&root.to_be_bytes());
+    let looped = first_child_is_the_root(encode_index(&[("a", 0, "x"), ("b", 0, "y")]));
     f.write("modules.alias.bin", &looped);
     let idx = ModuleIndex::open(f.dir()).expect("text fallback");
     assert_eq!(idx.forms().alias, Form::Text);
@@ -182,16 +191,7 @@ fn a_corrupt_binary_index_falls_back_to_text_when_opened() {
 
 #[test]
 fn a_file_changed_under_an_open_index_gives_an_error_not_a_panic() {
-    let f = Fixture::new(
-        &[FixtureModule {
-            path: "kernel/foo.ko",
-            deps: &[],
-        }],
-        &[("pci:v00001234d*", "foo")],
-        &[],
-        &[],
-        "",
-    );
+    let f = foo_fixture();
     let idx = ModuleIndex::open(f.dir()).expect("open");
     // Truncated in place (not replaced, as depmod does): the open file shrinks.
     std::fs::OpenOptions::new()
@@ -213,11 +213,8 @@ fn a_file_changed_under_an_open_index_gives_an_error_not_a_panic() {
 #[test]
 fn a_search_that_meets_a_loop_fails_instead_of_running_forever() {
     // Opened without the check `ModuleIndex::open` makes: the search's own guard must hold.
-    let mut bin = encode_index(&[("*x", 0, "star"), ("b", 0, "bee")]);
-    let root = u32::from_be_bytes([bin[8], bin[9], bin[10], bin[11]]);
-    // The root's children run from `*` to `b`; the first word (`*`) now names the root.
-    let at = (root & 0x0FFF_FFFF) as usize + 2;
-    bin[at..at + 4].copy_from_slice(&root.to_be_bytes());
+    // The root's children run from `*` to `b`; the first (`*`) now names the root.
+    let bin = first_child_is_the_root(encode_index(&[("*x", 0, "star"), ("b", 0, "bee")]));
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("modules.alias.bin");
     std::fs::write(&path, &bin).expect("write");
