@@ -200,11 +200,12 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
             panic!("cannot prepare {}: {err}", path.display());
         }
     }
-    let resolver = match Resolver::load(ResolverOptions {
+    let options = ResolverOptions {
         module_dir: dir.to_owned(),
         config_dirs: Vec::new(),
         cmdline: None,
-    }) {
+    };
+    let resolver = match Resolver::load(options.clone()) {
         Ok(r) => r,
         Err(err) => panic!("loading cannot fail with empty text fallbacks present: {err}"),
     };
@@ -271,11 +272,7 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
     }
 
     // The same directory looked up in place.
-    let in_place = match Resolver::open(ResolverOptions {
-        module_dir: dir.to_owned(),
-        config_dirs: Vec::new(),
-        cmdline: None,
-    }) {
+    let in_place = match Resolver::open(options) {
         Ok(r) => r,
         Err(err) => panic!("opening cannot fail with empty text fallbacks present: {err}"),
     };
