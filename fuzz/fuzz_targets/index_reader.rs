@@ -285,7 +285,11 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
         _ => true,
     };
     let comparable = accepted(&walks[0]) && accepted(&walks[3]);
-    assert_eq!(in_place.index().alias_count(), patterns.len(), "alias count in place");
+    assert_eq!(
+        in_place.index().alias_count(),
+        patterns.len(),
+        "alias count in place"
+    );
 
     for (n, q) in all.iter().enumerate() {
         let found = match index.match_aliases(q) {
@@ -311,7 +315,10 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
         );
         if comparable && !q.bytes().any(|b| matches!(b, b'*' | b'?' | b'[')) {
             assert_eq!(there, found, "match_aliases({q:?}) in place");
-            assert_eq!(builtin_there, builtin, "match_builtin_aliases({q:?}) in place");
+            assert_eq!(
+                builtin_there, builtin,
+                "match_builtin_aliases({q:?}) in place"
+            );
             assert_eq!(
                 format!("{:?}", resolver.plan(q).map(|p| p.show_depends())),
                 format!("{:?}", in_place.plan(q).map(|p| p.show_depends())),
