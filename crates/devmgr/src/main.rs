@@ -209,16 +209,11 @@ fn resolve(
             writeln!(err, "devmgr: {modalias}: {module} is blacklisted")?;
         }
         for step in &plan.steps {
-            match step {
-                Step::InstallRefused { module, .. } => writeln!(
-                    err,
-                    "devmgr: {modalias}: {module} has an install command; refused (never executed)"
-                )?,
-                Step::NotFound { module } => writeln!(
+            if let Step::NotFound { module } = step {
+                writeln!(
                     err,
                     "devmgr: {modalias}: {module} is neither a module file nor builtin"
-                )?,
-                Step::Insert { .. } | Step::Builtin { .. } => {}
+                )?;
             }
             if let Some(line) = step.show_depends_line() {
                 writeln!(out, "{line}")?;

@@ -137,19 +137,22 @@ impl fmt::Display for Summary {
             None => writeln!(f, "devmgr: listener: not running")?,
         }
         match (&self.loader, self.loading) {
-            (_, false) => write!(f, "devmgr: loader: module loading disabled (see the log)"),
+            (_, false) => write!(
+                f,
+                "devmgr: loader: module loading waits for the module index (see the log)"
+            ),
             (None, true) => write!(f, "devmgr: loader: not running"),
             (Some(s), true) => {
                 let failed: u64 = s.loads.failed.values().sum();
                 write!(
                     f,
-                    "devmgr: loader{}: {} lookups, {} unresolved, {} plans, {} modules loaded ({:.3}s in the kernel), {} already loaded, {} failed{}, {} skipped (no device last time), {} index reloads",
+                    "devmgr: loader{}: {} lookups, {} unresolved, {} plans, {} modules loaded ({:.3}s loading), {} already loaded, {} failed{}, {} skipped (no device last time), {} index reloads{}",
                     if self.dry_run { " (dry run)" } else { "" },
                     s.events,
                     s.unresolved,
                     s.plans,
                     s.loads.loaded,
-                    s.loads.kernel_time.as_secs_f64(),
+                    s.loads.load_time.as_secs_f64(),
                     s.loads.already_loaded,
                     failed,
                     if s.loads.failed.is_empty() {
@@ -158,9 +161,26 @@ impl fmt::Display for Summary {
                         format!(" {:?}", s.loads.failed)
                     },
                     s.skipped_no_device,
-                    s.reloads
+                    s.reloads,
+                    install_counts(&s.loads),
                 )
             }
         }
     }
+}
+
+/// The loader's counts of `install` lines and slow loads, for the summary; empty when all are 0.
+fn install_counts(loads: &kmod_loader::load::LoadStats) -> String {
+    let mut out = String::new();
+    for (n, what) in [
+        (loads.disabled, "disabled by install lines"),
+        (loads.install_commands, "install commands run"),
+        (loads.install_refused, "install commands refused"),
+        (loads.slow, "slow loads"),
+    ] {
+        if n > 0 {
+            out.push_str(&format!(", {n} {what}"));
+        }
+    }
+    out
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmod_loader::load::{FakeKernel, Loader, ModulePlan, SysModule};
+use kmod_loader::load::{FakeKernel, LoadAction, Loader, ModulePlan, SysModule};
 use kmod_loader::{Resolver, ResolverOptions};
 
 /// What the fake kernel spends per module (module init on a real kernel is typically
@@ -79,10 +79,10 @@ fn main() {
     for name in &wanted {
         for mut plan in resolver.module_plans(name).expect("plan") {
             for step in &mut plan.steps {
-                if step.path.is_some() {
+                if let LoadAction::Insert(path) = &mut step.action {
                     let fake = files.path().join(format!("{}.ko", step.module));
                     std::fs::write(&fake, &step.module).expect("fake module");
-                    step.path = Some(fake);
+                    *path = fake;
                     modules.insert(step.module.clone());
                 }
             }

@@ -18,7 +18,7 @@
 //!     match step {
 //!         Step::Insert { module, path, options } => println!("load {module} from {} {options}", path.display()),
 //!         Step::Builtin { module } => println!("{module} is built in"),
-//!         Step::InstallRefused { module, command, .. } => println!("{module}: refused `{command}`"),
+//!         Step::Install { module, command, .. } => println!("{module}: run `{command}` instead"),
 //!         Step::NotFound { module } => println!("{module}: no such module"),
 //!     }
 //! }
@@ -67,15 +67,30 @@
 //! # let _ = actor; Ok(()) }
 //! ```
 //!
-//! Plans run step by step (softdep pre, dependencies, the module, softdep post). A module
-//! being loaded for one plan is awaited by every other plan that needs it, never loaded twice;
-//! a loaded (or `live`, or builtin) module is not loaded again; a failed load is reported and
-//! not marked loaded (a later plan tries again). After a required step fails, the rest of that
-//! plan is skipped; softdep failures are ignored; other plans go on. `EEXIST` counts as loaded,
-//! `ENODEV`/`ENOENT` are logged at info, `EPERM` for a module in the kernel's
-//! `module_blacklist=` is reported as such, anything else is an error naming module, path and
-//! errno. `ENODEV` is remembered per (module, alias): coldplug replays of devices with the same
-//! alias do not try again (the 1,536 × `acpi_cpufreq` storm), a device that really appears does.
+//! What the loader does for one `MODALIAS` is what udev's `kmod load` does with libkmod:
+//!
+//! * **Several modules for one alias** (the PIIX IDE function matches `ata_piix` and
+//!   `ata_generic`; many USB aliases match several drivers) load one after another, in the
+//!   lookup's order (depmod's `modules.order` priority), so the first gets the first chance to
+//!   bind the device. Different aliases load in parallel.
+//! * **A module is in the kernel only while sysfs says so**: `/sys/module/NAME/initstate` is
+//!   read at every request and only `live` counts (and builtins); nothing is remembered, so
+//!   after `rmmod` and a replug the module is loaded again. A plan whose module is already
+//!   live is left alone entirely, softdeps included.
+//! * Plans run step by step (softdep pre, dependencies, the module, softdep post). A module
+//!   being loaded for one plan is awaited by every other plan that needs it, never loaded twice
+//!   at once. After a required step fails, the rest of that plan is skipped; softdep failures
+//!   are ignored. `EEXIST` counts as loaded, `ENODEV` and the kernel's `ENOENT` are logged at
+//!   info, a module file missing on disk is a warning, `EPERM` for a module in the kernel's
+//!   `module_blacklist=` is reported as such, anything else is an error naming module, path and
+//!   errno; a load still running after 30 s is logged and waited for.
+//! * **`install` lines** of modprobe.d run instead of the load, as in modprobe; `/bin/true`
+//!   and `/bin/false` disable the module without running anything ([`load::install`]).
+//! * **Blacklists** apply to every module the lookup finds, named directly too (udev's
+//!   `KMOD_PROBE_APPLY_BLACKLIST`; modprobe applies them to aliases only).
+//! * `ENODEV` is remembered per (module, alias): coldplug replays of devices with the same
+//!   alias do not try again (the 1,536 × `acpi_cpufreq` storm), a device that really appears
+//!   does.
 //!
 //! Benchmark (`cargo bench -p kmod-loader --bench load`, needs `scripts/kernels`): the 71
 //! modules systemd-udevd loads in the reference guest, planned by our resolver from Debian's
@@ -106,8 +121,8 @@
 //!   Builtin modules are a [`Step::Builtin`]: nothing to load.
 //! * Blacklist (`blacklist` lines, `modprobe.blacklist=`): applies only to modules reached
 //!   through an alias, never to dependencies or modules named directly.
-//! * `install` commands are recognised; a step that would run one is
-//!   [`Step::InstallRefused`] and logged — commands are never executed.
+//! * `install` commands are recognised; a step that runs one is a [`Step::Install`] (the
+//!   loader runs it, [`load::install`]). With softdeps, libkmod ignores the module's command.
 //!
 //! # Matcher design
 //!
@@ -149,7 +164,9 @@
 //! * Text fallbacks (`modules.alias`, `modules.dep`, `modules.builtin`,
 //!   `modules.builtin.modinfo`) are used when a binary index is missing or corrupt; libkmod
 //!   reads only the binary files.
-//! * Install commands are never executed ([`Step::InstallRefused`]).
+//! * `install MODULE /bin/true` and `/bin/false` are not run: the loader treats them as what
+//!   they mean, "do not load MODULE" (with `/bin/false` ending the plan, as its exit status
+//!   does in modprobe). Other commands run as modprobe runs them unless switched off.
 //! * A query that itself holds `*`, `?` or `[` (no kernel modalias does): the compiled index
 //!   answers it by `fnmatch` plus an exact match of an equal pattern, while libkmod's answer
 //!   depends on whether its trie puts each wildcard on an edge (then walked literally) or

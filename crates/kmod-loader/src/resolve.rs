@@ -94,13 +94,14 @@ pub enum Step {
         /// Module name.
         module: String,
     },
-    /// modprobe would run an `install` command here; this crate refuses to run commands.
-    InstallRefused {
+    /// Run this modprobe.d `install` command instead of loading the module (the loader's
+    /// rules for them: [`crate::load::install`]).
+    Install {
         /// Module name.
         module: String,
-        /// The refused command.
+        /// The command, as configured (`$CMDLINE_OPTS` not yet replaced).
         command: String,
-        /// Options modprobe would pass in `$CMDLINE_OPTS`.
+        /// Options, passed in `$CMDLINE_OPTS`.
         options: String,
     },
     /// Named by an alias or softdep but neither a module file nor builtin.
@@ -116,7 +117,7 @@ impl Step {
         match self {
             Step::Insert { module, .. }
             | Step::Builtin { module }
-            | Step::InstallRefused { module, .. }
+            | Step::Install { module, .. }
             | Step::NotFound { module } => module,
         }
     }
@@ -137,7 +138,7 @@ impl Step {
                 Some(format!("insmod {} {}", path.display(), opts(options)))
             }
             Step::Builtin { module } => Some(format!("builtin {module}")),
-            Step::InstallRefused {
+            Step::Install {
                 command, options, ..
             } => Some(format!("install {command} {}", opts(options))),
             Step::NotFound { .. } => None,
@@ -464,8 +465,8 @@ impl Resolver {
             .install_command_for(&m.name)
             .filter(|_| !has_softdeps)
         {
-            warn!(module = %m.name, command, "install command refused: this loader never runs commands");
-            return Ok(Step::InstallRefused {
+            debug!(module = %m.name, command, "install command instead of the module");
+            return Ok(Step::Install {
                 module: m.name.clone(),
                 command: command.to_owned(),
                 options,

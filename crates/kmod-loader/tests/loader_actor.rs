@@ -108,6 +108,68 @@ async fn add_events_load_their_plans_and_a_changed_index_is_reloaded_before_the_
     actor.stop(None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modprobe_d_install_lines_run_disable_or_stop_as_in_modprobe() {
+    // igb depends on dca; newdrv too. modprobe.d: igb's install command writes a marker with
+    // its options; dca is disabled with /bin/false, so newdrv's plan stops before newdrv.
+    let f = fixture(&[
+        ("pci:v00008086d00001533sv*sd*bc*sc*i*", "igb"),
+        ("usb:v1234p5678d*dc*dsc*dp*ic*isc*ip*in*", "newdrv"),
+    ]);
+    let conf = tempfile::tempdir().expect("tempdir");
+    let marker = conf.path().join("igb-installed");
+    std::fs::write(
+        conf.path().join("admin.conf"),
+        format!(
+            "options igb debug=2\ninstall igb echo \"$MODPROBE_MODULE $CMDLINE_OPTS\" > {}\n",
+            marker.display()
+        ),
+    )
+    .expect("write config");
+    let resolver = |extra: &str| {
+        std::fs::write(conf.path().join("extra.conf"), extra).expect("write config");
+        Resolver::load(ResolverOptions {
+            module_dir: f.dir().to_path_buf(),
+            config_dirs: vec![conf.path().to_path_buf()],
+            cmdline: None,
+        })
+        .expect("resolver")
+    };
+    let sys = tempfile::tempdir().expect("tempdir");
+    let kernel = Arc::new(FakeKernel::new(Duration::ZERO).with_sys_module(sys.path()));
+    let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+    let run = |resolver: Resolver, alias: &'static str| {
+        let loader = Arc::clone(&loader);
+        async move {
+            for plan in resolver.module_plans(alias).expect("plans") {
+                loader.run(&plan).await;
+            }
+        }
+    };
+    run(resolver(""), IGB).await;
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("igb's install command ran"),
+        "igb debug=2 \n"
+    );
+    let names: Vec<String> = kernel.loaded().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["dca"],
+        "dca loaded, igb's command ran instead of igb"
+    );
+
+    kernel.unload("dca");
+    run(resolver("install dca /bin/false\n"), NEW).await;
+    assert_eq!(
+        kernel.calls("newdrv"),
+        0,
+        "dca disabled with /bin/false stops the plan"
+    );
+    run(resolver("install dca /bin/true\n"), NEW).await;
+    assert_eq!(kernel.calls("newdrv"), 1, "/bin/true: the plan goes on");
+    assert_eq!(kernel.calls("dca"), 1, "dca itself never loaded again");
+}
+
 /// This machine's kernel has no module support: the real syscalls must reach it and come back
 /// with `ENOSYS` (through the `init_module` fallback too). On a kernel with modules, a garbage
 /// file is refused with `ENOEXEC`. Real loads are tested in the QEMU guest.

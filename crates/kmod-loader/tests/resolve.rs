@@ -5,6 +5,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{Fixture, FixtureModule};
+use kmod_loader::load::LoadAction;
 use kmod_loader::{Config, ModuleIndex, Resolver, ResolverOptions, Source, Step};
 
 fn fixture(softdep: &str) -> Fixture {
@@ -249,13 +250,13 @@ fn command_line_blacklist_counts() {
 }
 
 #[test]
-fn install_commands_are_refused_never_run() {
+fn install_commands_are_planned_not_run_by_the_resolver() {
     let f = fixture("");
     let marker = f.dir().join("ran");
     let config = format!("install pcspkr touch {}\n", marker.display());
     let r = resolver(&f, &config, "");
     let plan = r.plan("platform:pcspkr").expect("plan");
-    assert!(matches!(&plan.steps[..], [Step::InstallRefused { module, .. }] if module == "pcspkr"));
+    assert!(matches!(&plan.steps[..], [Step::Install { module, .. }] if module == "pcspkr"));
     assert_eq!(
         plan.show_depends(),
         vec![format!("install touch {} ", marker.display())]
@@ -344,7 +345,12 @@ fn module_plans_give_one_plan_per_found_module_with_softdeps_marked_soft() {
             ("igb", false)
         ]
     );
-    assert!(plans[0].steps.iter().all(|s| s.path.is_some()));
+    assert!(
+        plans[0]
+            .steps
+            .iter()
+            .all(|s| matches!(s.action, LoadAction::Insert(_)))
+    );
 
     // Two modules match this CPU: two independent plans, in libkmod's order.
     let cpu = "cpu:type:x86,ven0000fam0006mod003F:feature:,0080,0081";
@@ -376,8 +382,27 @@ fn module_plans_give_one_plan_per_found_module_with_softdeps_marked_soft() {
     let builtin = r.module_plans("ext4").expect("plans");
     assert_eq!(builtin.len(), 1);
     assert_eq!(builtin[0].steps.len(), 1);
-    assert!(
-        builtin[0].steps[0].path.is_none(),
+    assert_eq!(
+        builtin[0].steps[0].action,
+        LoadAction::Builtin,
         "builtin: nothing to load"
     );
+}
+
+#[test]
+fn the_loaders_plans_apply_the_blacklist_to_modules_named_directly_too() {
+    // udev's `kmod load` (KMOD_PROBE_APPLY_BLACKLIST) leaves out a blacklisted module however
+    // it was found: the driver rules name `ppdev`, `tifm_sd`, ... directly. modprobe applies
+    // the blacklist to aliases only, and `plan` keeps its answer.
+    let f = fixture("");
+    let r = resolver(&f, "blacklist pcspkr\n", "");
+    assert!(
+        r.module_plans("pcspkr").expect("plans").is_empty(),
+        "named directly, blacklisted: not loaded"
+    );
+    assert_eq!(names(&r.plan("pcspkr").expect("plan").steps), ["pcspkr"]);
+    let r = resolver(&f, "", "modprobe.blacklist=pcspkr");
+    assert!(r.module_plans("pcspkr").expect("plans").is_empty());
+    let r = resolver(&f, "", "");
+    assert_eq!(r.module_plans("pcspkr").expect("plans").len(), 1);
 }

@@ -215,6 +215,7 @@ impl LoaderState {
         if plans.is_empty() && self.args.dry_run {
             tracing::info!(%modalias, "nothing to load");
         }
+        let mut to_run = Vec::with_capacity(plans.len());
         for plan in plans {
             if !self.cache.should_try(&plan.target, &modalias, synthetic) {
                 self.stats.skipped_no_device += 1;
@@ -228,24 +229,32 @@ impl LoaderState {
                 }
                 continue;
             }
-            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
-                return;
-            };
-            let running = Running::start(&self.running, &self.last_activity);
-            let (loader, cache) = (Arc::clone(&self.args.loader), Arc::clone(&self.cache));
-            let alias = modalias.clone();
-            tokio::spawn(async move {
-                let _running = running;
+            to_run.push(plan);
+        }
+        if to_run.is_empty() {
+            return;
+        }
+        let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+            return;
+        };
+        let running = Running::start(&self.running, &self.last_activity);
+        let (loader, cache) = (Arc::clone(&self.args.loader), Arc::clone(&self.cache));
+        // The modules of one alias load one after another, in the lookup's order (udev's
+        // `kmod load`): the first gets the first chance to bind the device. Aliases are
+        // independent and run in parallel.
+        tokio::spawn(async move {
+            let _running = running;
+            for plan in to_run {
                 let outcomes = loader.run(&plan).await;
                 let target = outcomes
                     .iter()
                     .rev()
                     .find(|(m, _)| *m == plan.target)
                     .map_or(Outcome::Skipped, |(_, o)| *o);
-                cache.record(&plan.target, &alias, target);
-                drop(slot);
-            });
-        }
+                cache.record(&plan.target, &modalias, target);
+            }
+            drop(slot);
+        });
     }
 }
 
@@ -285,7 +294,7 @@ mod tests {
 
     use super::*;
     use crate::load::kernel::FakeKernel;
-    use crate::load::scheduler::LoadStep;
+    use crate::load::scheduler::{LoadAction, LoadStep};
     use crate::load::state::SysModule;
 
     struct MapResolver(HashMap<String, Vec<ModulePlan>>);
@@ -301,7 +310,7 @@ mod tests {
             std::fs::write(dir.join(format!("{m}.ko")), m).unwrap();
             LoadStep {
                 module: m.into(),
-                path: Some(dir.join(format!("{m}.ko"))),
+                action: LoadAction::Insert(dir.join(format!("{m}.ko"))),
                 options: String::new(),
                 soft: false,
             }
@@ -381,6 +390,61 @@ mod tests {
         send(vec![event(9000, cpu, false)]);
         call!(actor, LoaderMsg::WaitIdle).unwrap();
         assert_eq!(kernel.calls("acpi_cpufreq"), 2);
+        actor.stop(None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_modules_of_one_alias_load_one_after_another_in_lookup_order() {
+        // The PIIX IDE function matches ata_piix and ata_generic: udev loads ata_piix first, so
+        // it binds the device; ata_generic comes after it has had its chance. Another alias
+        // still loads in parallel with them.
+        let modules = tempfile::tempdir().unwrap();
+        let piix = "pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80";
+        let plans = HashMap::from([
+            (
+                piix.to_string(),
+                vec![
+                    plan(modules.path(), "ata_piix", &["libata"]),
+                    plan(modules.path(), "ata_generic", &["libata"]),
+                ],
+            ),
+            (
+                "pci:v1AF4".to_string(),
+                vec![plan(modules.path(), "virtio_net", &[])],
+            ),
+        ]);
+        let sys = tempfile::tempdir().unwrap();
+        let kernel =
+            Arc::new(FakeKernel::new(Duration::from_millis(100)).with_sys_module(sys.path()));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 8));
+        let args = LoaderArgs {
+            resolver: Box::new(MapResolver(plans)),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        actor
+            .send_message(LoaderMsg::Events(
+                vec![event(1, piix, false), event(2, "pci:v1AF4", false)],
+                None,
+            ))
+            .unwrap();
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        let order: Vec<String> = kernel.loaded().into_iter().map(|(n, _)| n).collect();
+        let pos = |n: &str| order.iter().position(|m| m == n).unwrap();
+        assert!(pos("libata") < pos("ata_piix"), "{order:?}");
+        assert!(
+            pos("ata_piix") < pos("ata_generic"),
+            "lookup order: {order:?}"
+        );
+        assert_eq!(
+            kernel.calls("ata_generic") + kernel.calls("ata_piix"),
+            2,
+            "each once"
+        );
+        // ata_generic's load started only after ata_piix's ended: with the other alias's
+        // load beside them, never more than two loads at once.
+        assert_eq!(kernel.max_in_flight(), 2, "{order:?}");
         actor.stop(None);
     }
 

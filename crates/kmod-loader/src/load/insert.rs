@@ -17,29 +17,62 @@ use super::kernel::{Kernel, MODULE_INIT_COMPRESSED_FILE};
 pub enum Outcome {
     /// The kernel loaded it now.
     Loaded,
-    /// It was already loaded (`live` in sysfs, an earlier load of ours, or `EEXIST`).
+    /// It was already in the kernel (`live` in sysfs, or `EEXIST`).
     AlreadyLoaded,
     /// Built into the kernel: nothing to load.
     Builtin,
     /// `ENODEV`: its init found no hardware (normal, e.g. `acpi_cpufreq` under
     /// `intel_pstate`).
     NoDevice,
-    /// `ENOENT`: unknown symbol or parameter, or the file is missing.
+    /// `ENOENT` from the kernel: an unknown symbol or parameter.
     NotFound,
+    /// The module's file, listed in `modules.dep`, is not on disk (the index is out of date).
+    FileMissing,
     /// `EPERM` and the module is listed in the kernel's `module_blacklist=`.
     BlacklistedByKernel,
     /// Not attempted: a module it depends on failed.
     Skipped,
+    /// An `install MODULE /bin/true` or `/bin/false` line disabled it: nothing was loaded, on
+    /// purpose. With `/bin/false` (`stops_plan`) the plan stops here, as modprobe's does,
+    /// because the command "failed".
+    Disabled {
+        /// The command was `/bin/false`: the rest of the plan is skipped.
+        stops_plan: bool,
+    },
+    /// An `install` command ran instead of the load and exited with status 0.
+    Installed,
+    /// An `install` command failed: a non-zero exit status, a signal, its timeout, or it could
+    /// not be started.
+    InstallFailed,
+    /// The module has an `install` command and running them is switched off
+    /// (`loader.run_install_commands = false`).
+    InstallRefused,
     /// Any other error.
     Failed(Errno),
 }
 
 impl Outcome {
-    /// Whether the module is in the kernel afterwards.
+    /// Whether the module is in the kernel afterwards (as far as the load can tell: an
+    /// `install` command may or may not have loaded it).
     pub fn is_loaded(self) -> bool {
         matches!(
             self,
             Outcome::Loaded | Outcome::AlreadyLoaded | Outcome::Builtin
+        )
+    }
+
+    /// Whether the step succeeded the way libkmod's `kmod_module_probe_insert_module` counts
+    /// success (its `err == 0`): a load, a module already there, a builtin, an `install`
+    /// command that exited 0 (`/bin/true` included). Any other outcome of a required step
+    /// (the module or one of its dependencies) ends the plan.
+    pub fn succeeded(self) -> bool {
+        matches!(
+            self,
+            Outcome::Loaded
+                | Outcome::AlreadyLoaded
+                | Outcome::Builtin
+                | Outcome::Installed
+                | Outcome::Disabled { stops_plan: false }
         )
     }
 

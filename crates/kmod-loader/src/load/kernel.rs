@@ -103,6 +103,14 @@ impl FakeKernel {
         self
     }
 
+    /// Unloads `module` as `rmmod` would: forgets it and removes its sysfs directory.
+    pub fn unload(&self, module: &str) {
+        self.lock().loaded.retain(|(n, _)| n != module);
+        if let Some(dir) = &self.sys_module {
+            let _ = std::fs::remove_dir_all(dir.join(module));
+        }
+    }
+
     /// Modules loaded, in order, with the options they were given.
     pub fn loaded(&self) -> Vec<(String, String)> {
         self.lock().loaded.clone()

@@ -5,6 +5,7 @@
 pub mod actor;
 pub mod compression;
 pub mod insert;
+pub mod install;
 pub mod kernel;
 mod plans;
 pub mod rules;
@@ -14,6 +15,9 @@ pub mod state;
 pub use actor::{LoaderActor, LoaderArgs, LoaderMsg, LoaderStats, PlanSource};
 pub use compression::Compression;
 pub use insert::{Outcome, insert};
+pub use install::InstallPolicy;
 pub use kernel::{FakeKernel, Kernel, LinuxKernel};
-pub use scheduler::{LoadStats, LoadStep, Loader, ModulePlan, NoDeviceCache, default_workers};
+pub use scheduler::{
+    LoadAction, LoadStats, LoadStep, Loader, ModulePlan, NoDeviceCache, SLOW_LOAD, default_workers,
+};
 pub use state::{ModuleState, SysModule};

@@ -3,21 +3,25 @@
 use std::collections::HashSet;
 
 use super::actor::PlanSource;
-use super::scheduler::{LoadStep, ModulePlan};
+use super::scheduler::{LoadAction, LoadStep, ModulePlan};
 use crate::resolve::{ResolveError, Resolver, Step};
 
 impl Resolver {
-    /// The plans of `modalias` for the loader: one [`ModulePlan`] per module the lookup found
-    /// (modules blacklisted through an alias left out), each in libkmod's order — softdep pre,
-    /// dependencies, the module, softdep post. Steps that are neither the module nor one of its
-    /// `modules.dep` dependencies come from softdeps and are marked `soft` (their failure does
-    /// not stop the plan). Refused `install` commands and names that are neither a file nor
+    /// The plans of `modalias` for the loader, as udev's `kmod load` makes them: one
+    /// [`ModulePlan`] per module the lookup found, in the lookup's order (the loader runs them
+    /// in this order, one after another), blacklisted modules left out whether they were
+    /// found through an alias or by name (udev's `KMOD_PROBE_APPLY_BLACKLIST`; modprobe
+    /// applies the blacklist to aliases only, see [`Resolver::plan`]). Each plan is in
+    /// libkmod's order — softdep pre, dependencies, the module, softdep post. Steps that are
+    /// neither the module nor one of its `modules.dep` dependencies come from softdeps and are
+    /// marked `soft` (their failure does not stop the plan). Names that are neither a file nor
     /// builtin are left out (the resolver has logged them).
     pub fn module_plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, ResolveError> {
         let lookup = self.lookup(modalias)?;
         let mut plans = Vec::new();
         for found in &lookup.modules {
-            if found.alias.is_some() && self.config().is_blacklisted(&found.name) {
+            if self.config().is_blacklisted(&found.name) {
+                tracing::debug!(modalias, module = %found.name, "blacklisted module not loaded");
                 continue;
             }
             let mut hard: HashSet<String> = HashSet::from([found.name.clone()]);
@@ -36,17 +40,27 @@ impl Resolver {
                             options,
                         } => Some(LoadStep {
                             module,
-                            path: Some(path),
+                            action: LoadAction::Insert(path),
                             options,
                             soft,
                         }),
                         Step::Builtin { module } => Some(LoadStep {
                             module,
-                            path: None,
+                            action: LoadAction::Builtin,
                             options: String::new(),
                             soft,
                         }),
-                        Step::InstallRefused { .. } | Step::NotFound { .. } => None,
+                        Step::Install {
+                            module,
+                            command,
+                            options,
+                        } => Some(LoadStep {
+                            module,
+                            action: LoadAction::Install(command),
+                            options,
+                            soft,
+                        }),
+                        Step::NotFound { .. } => None,
                     }
                 })
                 .collect();

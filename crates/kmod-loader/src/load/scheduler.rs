@@ -1,6 +1,6 @@
-//! Running load plans: one load in flight per module (others await its result), a module
-//! loaded once however many plans share it, independent modules in parallel on a bounded pool
-//! (rules R34, R35).
+//! Running load plans: one load in flight per module (others await its result), independent
+//! modules in parallel on a bounded pool, and the kernel asked afresh each time whether a
+//! module is in (see `docs/` for the loader's rules).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -12,17 +12,29 @@ use tokio::sync::{Semaphore, watch};
 
 use super::compression::Compression;
 use super::insert::{Outcome, insert};
+use super::install::{self, InstallKind, InstallPolicy};
 use super::kernel::Kernel;
 use super::state::SysModule;
+
+/// How a step puts its module into the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadAction {
+    /// Load this module file.
+    Insert(PathBuf),
+    /// Built into the kernel: nothing to do.
+    Builtin,
+    /// Run this modprobe.d `install` command instead (see [`super::install`]).
+    Install(String),
+}
 
 /// One module to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadStep {
     /// Normalised module name.
     pub module: String,
-    /// Its file; `None` for a builtin module.
-    pub path: Option<PathBuf>,
-    /// Options to pass.
+    /// How to load it.
+    pub action: LoadAction,
+    /// Options to pass (to the kernel, or as `$CMDLINE_OPTS` to an `install` command).
     pub options: String,
     /// A softdep: its failure does not stop the plan.
     pub soft: bool,
@@ -45,18 +57,26 @@ pub struct LoadStats {
     pub attempted: u64,
     /// Of those, loaded.
     pub loaded: u64,
-    /// Requests answered without a load: live already, loaded earlier, or `EEXIST`.
+    /// Requests answered without a load: live already, or `EEXIST`.
     pub already_loaded: u64,
-    /// Failed loads by errno name (`ENODEV`, `ENOENT`, ...).
+    /// Failed loads by errno name (`ENODEV`, `ENOENT`, ...); failed `install` commands under
+    /// `install`.
     pub failed: BTreeMap<String, u64>,
-    /// Time spent in the kernel, summed over loads.
-    pub kernel_time: Duration,
+    /// Modules left out because an `install … /bin/true` or `/bin/false` line disables them.
+    pub disabled: u64,
+    /// `install` commands run.
+    pub install_commands: u64,
+    /// `install` commands not run because running them is switched off.
+    pub install_refused: u64,
+    /// Loads (or commands) still running after the slow-load warning's threshold.
+    pub slow: u64,
+    /// Wall-clock time of the loads summed (time in `finit_module`, which includes the
+    /// module's init and probes, and any decompression done here).
+    pub load_time: Duration,
 }
 
-enum Slot {
-    InFlight(watch::Receiver<Option<Outcome>>),
-    Loaded,
-}
+/// The default threshold after which a load still running is logged as slow (and waited for).
+pub const SLOW_LOAD: Duration = Duration::from_secs(30);
 
 /// Loads modules for many plans at once.
 pub struct Loader {
@@ -64,25 +84,41 @@ pub struct Loader {
     sys: SysModule,
     kernel_decompresses: Option<Compression>,
     kernel_blacklist: Vec<String>,
+    install: InstallPolicy,
+    slow_after: Duration,
     pool: Arc<Semaphore>,
-    slots: Mutex<HashMap<String, Slot>>,
+    /// Loads in flight, by module: later requests wait for the outcome.
+    in_flight: Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>,
     attempted: AtomicU64,
     loaded: AtomicU64,
     already: AtomicU64,
-    kernel_nanos: AtomicU64,
+    disabled: AtomicU64,
+    install_commands: AtomicU64,
+    install_refused: AtomicU64,
+    slow: AtomicU64,
+    load_nanos: AtomicU64,
     failed: Mutex<BTreeMap<String, u64>>,
 }
 
 /// The default size of the worker pool: two loads per CPU plus 16, at most 64 — the size
 /// systemd-udevd gives its worker pool. A load spends most of its time waiting, not computing:
 /// for the module's probe of its hardware, for timeouts of hardware that is not there, for
-/// firmware. Measured on 2026-11-27 in the QEMU guest on Debian's 6.1 kernel (2 vCPUs, 74
-/// modules; `scripts/guest build` then `scripts/guest boot DIR LOG devmgr.config=NAME` with
-/// a `tests/vm/configs/NAME.toml` holding `[loader] workers = N`, two boots each, alternating,
-/// host busy): 16 workers settled in 7.1 s and 8.1 s, 2 workers in 8.6 s and 10.5 s.
+/// firmware; more loads at once than CPUs keep the CPUs busy (figures in `BENCH.md`).
 pub fn default_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cpus * 2 + 16).min(64)
+}
+
+/// What one load does, decided before it takes a worker.
+enum Work {
+    Insert(PathBuf),
+    Command(String),
+}
+
+/// How one load ended: the kernel's answer, or an outcome decided without one.
+enum Done {
+    Kernel(Result<(), nix::errno::Errno>),
+    Outcome(Outcome),
 }
 
 impl Loader {
@@ -94,12 +130,18 @@ impl Loader {
             sys,
             kernel_decompresses: None,
             kernel_blacklist: Vec::new(),
+            install: InstallPolicy::default(),
+            slow_after: SLOW_LOAD,
             pool: Arc::new(Semaphore::new(workers.max(1))),
-            slots: Mutex::default(),
+            in_flight: Mutex::default(),
             attempted: AtomicU64::new(0),
             loaded: AtomicU64::new(0),
             already: AtomicU64::new(0),
-            kernel_nanos: AtomicU64::new(0),
+            disabled: AtomicU64::new(0),
+            install_commands: AtomicU64::new(0),
+            install_refused: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
+            load_nanos: AtomicU64::new(0),
             failed: Mutex::default(),
         }
     }
@@ -116,14 +158,43 @@ impl Loader {
         self
     }
 
-    fn slots(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Whether and how `install` commands run (default: as modprobe, with a time limit).
+    pub fn install_commands(mut self, policy: InstallPolicy) -> Loader {
+        self.install = policy;
+        self
     }
 
-    /// Runs a plan: each step after the previous one; after a required step fails, the rest
-    /// is skipped (a module cannot load without its dependencies); softdep failures are
-    /// ignored. Returns each step's outcome.
+    /// Logs a load still running after `after` (default [`SLOW_LOAD`]); it is still waited for.
+    pub fn slow_load_warning(mut self, after: Duration) -> Loader {
+        self.slow_after = after;
+        self
+    }
+
+    fn in_flight(&self) -> MutexGuard<'_, HashMap<String, watch::Receiver<Option<Outcome>>>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a plan as udev's `kmod load` does for each module an alias resolves to: when the
+    /// target is already live (or built in), nothing at all — its softdeps neither; otherwise
+    /// each step after the previous one; after a required step fails, the rest is skipped (a
+    /// module cannot load without its dependencies); softdep failures are ignored. Returns
+    /// each step's outcome.
     pub async fn run(self: &Arc<Self>, plan: &ModulePlan) -> Vec<(String, Outcome)> {
+        if let Some(target) = plan.steps.iter().find(|s| s.module == plan.target) {
+            let outcome = match target.action {
+                LoadAction::Builtin => Some(Outcome::Builtin),
+                _ if self.sys.state(&target.module).is_loaded() => {
+                    self.already.fetch_add(1, Ordering::Relaxed);
+                    Some(Outcome::AlreadyLoaded)
+                }
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                return vec![(plan.target.clone(), outcome)];
+            }
+        }
         let mut outcomes = Vec::with_capacity(plan.steps.len());
         let mut broken = false;
         for step in &plan.steps {
@@ -132,7 +203,7 @@ impl Loader {
             } else {
                 self.load(step).await
             };
-            if !outcome.is_loaded() && !step.soft && outcome != Outcome::Skipped {
+            if !outcome.succeeded() && !step.soft && outcome != Outcome::Skipped {
                 broken = true;
             }
             outcomes.push((step.module.clone(), outcome));
@@ -140,20 +211,20 @@ impl Loader {
         outcomes
     }
 
-    /// Loads one module, at most once at a time and once per boot: a request for a module
-    /// being loaded waits for that load's outcome; a loaded module is not loaded again.
+    /// Loads one module, at most once at a time: a request for a module being loaded waits
+    /// for that load's outcome. Whether a module is in the kernel is read from sysfs at each
+    /// request, never remembered: after an `rmmod` the next request loads it again.
     pub async fn load(self: &Arc<Self>, step: &LoadStep) -> Outcome {
-        let Some(path) = step.path.clone() else {
+        if step.action == LoadAction::Builtin {
             return Outcome::Builtin;
-        };
+        }
         let (tx, waiting) = {
-            let mut slots = self.slots();
-            match slots.get(&step.module) {
-                Some(Slot::Loaded) => (None, None),
-                Some(Slot::InFlight(rx)) => (None, Some(rx.clone())),
+            let mut in_flight = self.in_flight();
+            match in_flight.get(&step.module) {
+                Some(rx) => (None, Some(rx.clone())),
                 None => {
                     let (tx, rx) = watch::channel(None);
-                    slots.insert(step.module.clone(), Slot::InFlight(rx));
+                    in_flight.insert(step.module.clone(), rx);
                     (Some(tx), None)
                 }
             }
@@ -163,78 +234,139 @@ impl Loader {
                 Ok(outcome) => outcome.unwrap_or(Outcome::Skipped),
                 Err(_) => Outcome::Skipped,
             };
-            return if outcome.is_loaded() {
+            return if outcome == Outcome::Loaded {
                 self.already.fetch_add(1, Ordering::Relaxed);
                 Outcome::AlreadyLoaded
             } else {
                 outcome
             };
         }
-        let Some(tx) = tx else {
-            self.already.fetch_add(1, Ordering::Relaxed);
-            return Outcome::AlreadyLoaded;
-        };
-        let outcome = self.load_now(step, path).await;
-        {
-            let mut slots = self.slots();
-            if outcome.is_loaded() {
-                slots.insert(step.module.clone(), Slot::Loaded);
-            } else {
-                // Not marked loaded: a later request tries again.
-                slots.remove(&step.module);
-            }
+        let outcome = self.load_now(step).await;
+        self.in_flight().remove(&step.module);
+        if let Some(tx) = tx {
+            let _ = tx.send(Some(outcome));
         }
-        let _ = tx.send(Some(outcome));
         outcome
     }
 
-    async fn load_now(self: &Arc<Self>, step: &LoadStep, path: PathBuf) -> Outcome {
+    async fn load_now(self: &Arc<Self>, step: &LoadStep) -> Outcome {
+        // libkmod's `module_is_inkernel`: only `live` (builtins never get here). A `coming`
+        // module is loaded again: the kernel waits for the first load and answers `EEXIST`.
         if self.sys.state(&step.module).is_loaded() {
             self.already.fetch_add(1, Ordering::Relaxed);
             return Outcome::AlreadyLoaded;
         }
+        let work = match &step.action {
+            LoadAction::Builtin => return Outcome::Builtin,
+            LoadAction::Insert(path) => Work::Insert(path.clone()),
+            LoadAction::Install(command) => match install::classify(command) {
+                kind @ (InstallKind::True | InstallKind::False) => {
+                    self.disabled.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(module = %step.module, command, "disabled by an install line; not loaded");
+                    return Outcome::Disabled {
+                        stops_plan: kind == InstallKind::False,
+                    };
+                }
+                InstallKind::Shell if !self.install.run => {
+                    self.install_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(module = %step.module, command, "install command not run: loader.run_install_commands is off; module not loaded");
+                    return Outcome::InstallRefused;
+                }
+                InstallKind::Shell => {
+                    Work::Command(install::substitute_options(command, &step.options))
+                }
+            },
+        };
         let Ok(_permit) = self.pool.acquire().await else {
             return Outcome::Skipped;
         };
-        self.attempted.fetch_add(1, Ordering::Relaxed);
-        let this = Arc::clone(self);
-        let options = step.options.clone();
         let started = Instant::now();
-        let joined = tokio::task::spawn_blocking(move || {
-            insert(
-                this.kernel.as_ref(),
-                &path,
-                &options,
-                this.kernel_decompresses,
-            )
-        })
-        .await;
+        let this = Arc::clone(self);
+        let (module, options) = (step.module.clone(), step.options.clone());
+        let mut task = tokio::task::spawn_blocking(move || match work {
+            Work::Insert(path) => {
+                let result = insert(
+                    this.kernel.as_ref(),
+                    &path,
+                    &options,
+                    this.kernel_decompresses,
+                );
+                // Not the kernel's ENOENT (an unknown symbol or parameter): the file is gone.
+                if result == Err(nix::errno::Errno::ENOENT) && !path.exists() {
+                    Done::Outcome(Outcome::FileMissing)
+                } else {
+                    Done::Kernel(result)
+                }
+            }
+            Work::Command(command) => Done::Outcome(
+                match install::run(&module, &command, this.install.timeout) {
+                    Ok(()) => {
+                        tracing::info!(module, command, "install command ran");
+                        Outcome::Installed
+                    }
+                    Err(err) => {
+                        tracing::error!(module, command, error = %err, "install command failed");
+                        Outcome::InstallFailed
+                    }
+                },
+            ),
+        });
+        let joined = match tokio::time::timeout(self.slow_after, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                self.slow.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(module = %step.module, waited_s = self.slow_after.as_secs(), "module load still running; waiting for it");
+                task.await
+            }
+        };
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.kernel_nanos.fetch_add(nanos, Ordering::Relaxed);
-        let result = joined.unwrap_or(Err(nix::errno::Errno::EINTR));
-        let outcome = Outcome::classify(result, &step.module, &self.kernel_blacklist);
-        self.record(step, outcome, result.err());
+        self.load_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let (outcome, errno) = match joined {
+            Ok(Done::Kernel(result)) => (
+                Outcome::classify(result, &step.module, &self.kernel_blacklist),
+                result.err(),
+            ),
+            Ok(Done::Outcome(outcome)) => (outcome, None),
+            Err(_) => (
+                Outcome::Failed(nix::errno::Errno::EINTR),
+                Some(nix::errno::Errno::EINTR),
+            ),
+        };
+        self.record(step, outcome, errno);
         outcome
     }
 
     fn record(&self, step: &LoadStep, outcome: Outcome, errno: Option<nix::errno::Errno>) {
+        let path = match &step.action {
+            LoadAction::Insert(path) => Some(path.display().to_string()),
+            _ => None,
+        };
         match outcome {
             Outcome::Loaded => {
+                self.attempted.fetch_add(1, Ordering::Relaxed);
                 self.loaded.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(module = %step.module, options = %step.options, "module loaded");
             }
             Outcome::AlreadyLoaded => {
+                self.attempted.fetch_add(1, Ordering::Relaxed);
                 self.already.fetch_add(1, Ordering::Relaxed);
             }
+            Outcome::Installed => {
+                self.install_commands.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::InstallFailed => {
+                self.install_commands.fetch_add(1, Ordering::Relaxed);
+                self.count_failure("install");
+            }
+            Outcome::FileMissing => {
+                self.attempted.fetch_add(1, Ordering::Relaxed);
+                self.count_failure("ENOENT");
+                tracing::warn!(module = %step.module, path, "module file listed in modules.dep is missing (index out of date?)");
+            }
             _ => {
+                self.attempted.fetch_add(1, Ordering::Relaxed);
                 let errno = errno.unwrap_or(nix::errno::Errno::UnknownErrno);
-                *self
-                    .failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(format!("{errno:?}"))
-                    .or_default() += 1;
-                let path = step.path.as_deref().map(|p| p.display().to_string());
+                self.count_failure(&format!("{errno:?}"));
                 match outcome {
                     Outcome::NoDevice | Outcome::NotFound => tracing::info!(
                         module = %step.module, path, errno = %errno, "module not loaded (expected for some hardware)"
@@ -250,6 +382,15 @@ impl Loader {
         }
     }
 
+    fn count_failure(&self, key: &str) {
+        *self
+            .failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.to_owned())
+            .or_default() += 1;
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> LoadStats {
         LoadStats {
@@ -261,7 +402,11 @@ impl Loader {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
-            kernel_time: Duration::from_nanos(self.kernel_nanos.load(Ordering::Relaxed)),
+            disabled: self.disabled.load(Ordering::Relaxed),
+            install_commands: self.install_commands.load(Ordering::Relaxed),
+            install_refused: self.install_refused.load(Ordering::Relaxed),
+            slow: self.slow.load(Ordering::Relaxed),
+            load_time: Duration::from_nanos(self.load_nanos.load(Ordering::Relaxed)),
         }
     }
 }
@@ -326,7 +471,7 @@ mod tests {
         fn step(&self, name: &str, soft: bool) -> LoadStep {
             LoadStep {
                 module: name.to_owned(),
-                path: Some(self.dir.path().join(format!("{name}.ko"))),
+                action: LoadAction::Insert(self.dir.path().join(format!("{name}.ko"))),
                 options: String::new(),
                 soft,
             }
@@ -387,11 +532,13 @@ mod tests {
             results.push(task.await.unwrap());
         }
 
-        // Exactly one load per module (drv13 fails, so requests after its failure try again).
+        // Exactly one load per module (drv13 fails, so requests after its failure try again;
+        // bus_b is in the kernel without sysfs saying so, so each request asks the kernel,
+        // which answers EEXIST).
         for name in &names {
             let calls = kernel.calls(name);
             match name.as_str() {
-                "drv13" => assert!(calls >= 1, "{name}"),
+                "drv13" | "bus_b" => assert!(calls >= 1, "{name}"),
                 _ => assert_eq!(calls, 1, "{name} loaded {calls} times"),
             }
         }
@@ -492,12 +639,209 @@ mod tests {
         );
         let builtin = LoadStep {
             module: "builtin_one".into(),
-            path: None,
+            action: LoadAction::Builtin,
             options: String::new(),
             soft: false,
         };
         assert_eq!(loader.load(&builtin).await, Outcome::Builtin);
         assert_eq!(kernel.all_calls().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_module_removed_by_rmmod_is_loaded_again_on_the_next_request() {
+        let modules = Modules::new(&["e1000".to_string()]);
+        let sys = tempfile::tempdir().unwrap();
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO).with_sys_module(sys.path()));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
+        let step = modules.step("e1000", false);
+        assert_eq!(loader.load(&step).await, Outcome::Loaded);
+        assert_eq!(loader.load(&step).await, Outcome::AlreadyLoaded, "live");
+        assert_eq!(kernel.calls("e1000"), 1);
+        kernel.unload("e1000");
+        assert_eq!(
+            loader.load(&step).await,
+            Outcome::Loaded,
+            "after rmmod, loaded again"
+        );
+        assert_eq!(kernel.calls("e1000"), 2);
+    }
+
+    #[tokio::test]
+    async fn only_live_counts_as_in_the_kernel_not_coming_going_or_a_bare_directory() {
+        let names: Vec<String> = ["coming_one", "going_one", "bare_one"]
+            .map(String::from)
+            .to_vec();
+        let modules = Modules::new(&names);
+        let sys = tempfile::tempdir().unwrap();
+        for (name, state) in [
+            ("coming_one", Some("coming\n")),
+            ("going_one", Some("going\n")),
+            ("bare_one", None),
+        ] {
+            std::fs::create_dir(sys.path().join(name)).unwrap();
+            if let Some(state) = state {
+                std::fs::write(sys.path().join(name).join("initstate"), state).unwrap();
+            }
+        }
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
+        for name in &names {
+            assert_eq!(
+                loader.load(&modules.step(name, false)).await,
+                Outcome::Loaded
+            );
+            assert_eq!(kernel.calls(name), 1, "{name}: handed to the kernel");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_target_is_left_alone_softdeps_and_all() {
+        let names: Vec<String> = ["soft_pre", "dep", "target"].map(String::from).to_vec();
+        let modules = Modules::new(&names);
+        let sys = tempfile::tempdir().unwrap();
+        std::fs::create_dir(sys.path().join("target")).unwrap();
+        std::fs::write(sys.path().join("target/initstate"), "live\n").unwrap();
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
+        let plan = ModulePlan {
+            target: "target".into(),
+            steps: vec![
+                modules.step("soft_pre", true),
+                modules.step("dep", false),
+                modules.step("target", false),
+            ],
+        };
+        let outcomes = loader.run(&plan).await;
+        assert_eq!(outcomes, [("target".to_string(), Outcome::AlreadyLoaded)]);
+        assert!(kernel.all_calls().is_empty(), "{:?}", kernel.all_calls());
+    }
+
+    fn install_step(module: &str, command: &str, options: &str) -> LoadStep {
+        LoadStep {
+            module: module.to_owned(),
+            action: LoadAction::Install(command.to_owned()),
+            options: options.to_owned(),
+            soft: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn install_true_disables_quietly_and_install_false_stops_the_plan() {
+        let names: Vec<String> = ["dep", "target"].map(String::from).to_vec();
+        let modules = Modules::new(&names);
+        let sys = tempfile::tempdir().unwrap();
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
+        let plan = |dep: LoadStep| ModulePlan {
+            target: "target".into(),
+            steps: vec![dep, modules.step("target", false)],
+        };
+        let outcomes = loader
+            .run(&plan(install_step("dep", "/bin/true", "")))
+            .await;
+        assert_eq!(
+            outcomes,
+            [
+                ("dep".to_string(), Outcome::Disabled { stops_plan: false }),
+                ("target".to_string(), Outcome::Loaded)
+            ],
+            "/bin/true succeeds: the plan goes on, as in modprobe"
+        );
+        kernel.unload("target");
+        let outcomes = loader
+            .run(&plan(install_step("dep", "/bin/false", "")))
+            .await;
+        assert_eq!(
+            outcomes,
+            [
+                ("dep".to_string(), Outcome::Disabled { stops_plan: true }),
+                ("target".to_string(), Outcome::Skipped)
+            ],
+            "/bin/false fails: the plan stops, as in modprobe"
+        );
+        assert_eq!(kernel.calls("dep"), 0);
+        assert_eq!(kernel.calls("target"), 1);
+        let stats = loader.stats();
+        assert_eq!((stats.disabled, stats.install_commands), (2, 0));
+        assert!(stats.failed.is_empty(), "quiet: {stats:?}");
+    }
+
+    #[tokio::test]
+    async fn an_install_command_runs_instead_of_the_load_with_its_options_unless_switched_off() {
+        let tmp = tempfile::tempdir().unwrap();
+        let marker = tmp.path().join("marker");
+        let command = format!(
+            "echo \"$MODPROBE_MODULE $CMDLINE_OPTS\" > {}",
+            marker.display()
+        );
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(tmp.path()), 1));
+        let step = install_step("snd_x", &command, "index=1 p=\"a b\"");
+        assert_eq!(loader.load(&step).await, Outcome::Installed);
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap(),
+            "snd_x index=1 p=a b \n"
+        );
+        let failing = install_step("snd_y", "exit 7", "");
+        assert_eq!(loader.load(&failing).await, Outcome::InstallFailed);
+        let stats = loader.stats();
+        assert_eq!(stats.install_commands, 2);
+        assert_eq!(stats.failed.get("install"), Some(&1));
+        assert!(kernel.all_calls().is_empty());
+
+        std::fs::remove_file(&marker).unwrap();
+        let locked = Arc::new(
+            Loader::new(kernel.clone(), SysModule::new(tmp.path()), 1).install_commands(
+                InstallPolicy {
+                    run: false,
+                    ..InstallPolicy::default()
+                },
+            ),
+        );
+        assert_eq!(locked.load(&step).await, Outcome::InstallRefused);
+        assert!(!marker.exists(), "not run");
+        assert_eq!(locked.stats().install_refused, 1);
+        // /bin/true still disables quietly: nothing is run for it either way.
+        assert_eq!(
+            locked.load(&install_step("e1000", "/bin/true", "")).await,
+            Outcome::Disabled { stops_plan: false }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_module_file_missing_on_disk_is_told_apart_from_the_kernels_enoent() {
+        let modules = Modules::new(&["present".to_string()]);
+        let sys = tempfile::tempdir().unwrap();
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO).failing("present", Errno::ENOENT));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
+        let gone = LoadStep {
+            module: "gone".into(),
+            action: LoadAction::Insert(modules.dir.path().join("gone.ko")),
+            options: String::new(),
+            soft: false,
+        };
+        assert_eq!(loader.load(&gone).await, Outcome::FileMissing);
+        assert_eq!(
+            loader.load(&modules.step("present", false)).await,
+            Outcome::NotFound,
+            "the kernel's ENOENT: an unknown symbol"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_load_is_counted_and_still_waited_for() {
+        let modules = Modules::new(&["slow".to_string()]);
+        let sys = tempfile::tempdir().unwrap();
+        let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
+        let loader = Arc::new(
+            Loader::new(kernel.clone(), SysModule::new(sys.path()), 1)
+                .slow_load_warning(Duration::from_millis(20)),
+        );
+        assert_eq!(
+            loader.load(&modules.step("slow", false)).await,
+            Outcome::Loaded
+        );
+        assert_eq!(loader.stats().slow, 1);
     }
 
     #[test]

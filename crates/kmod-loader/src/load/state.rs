@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 pub enum ModuleState {
     /// `initstate` is `live`: loaded.
     Live,
-    /// `initstate` is `coming`, or the directory exists without `initstate` (a builtin module
-    /// with parameters): present, being set up.
+    /// `initstate` is `coming` (its init is running), or the directory exists without
+    /// `initstate` (as libkmod reads it): not in the kernel yet.
     Coming,
     /// `initstate` is `going`: being unloaded.
     Going,
@@ -18,9 +18,10 @@ pub enum ModuleState {
 }
 
 impl ModuleState {
-    /// Whether loading it again is pointless.
+    /// Whether it is in the kernel, as libkmod's `module_is_inkernel` decides for a module
+    /// that is not built in: only `live`.
     pub fn is_loaded(self) -> bool {
-        matches!(self, ModuleState::Live | ModuleState::Coming)
+        self == ModuleState::Live
     }
 }
 
@@ -93,6 +94,7 @@ mod tests {
         assert_eq!(sys.state("builtin_with_params"), ModuleState::Coming);
         assert_eq!(sys.state("missing"), ModuleState::Absent);
         assert_eq!(sys.state("../etc"), ModuleState::Absent, "no path tricks");
-        assert!(ModuleState::Live.is_loaded() && !ModuleState::Going.is_loaded());
+        assert!(ModuleState::Live.is_loaded());
+        assert!(!ModuleState::Coming.is_loaded() && !ModuleState::Going.is_loaded());
     }
 }
