@@ -111,6 +111,7 @@
 mod actor;
 mod backoff;
 mod context;
+mod duration;
 mod error;
 mod harness;
 mod logging;
@@ -132,6 +133,7 @@ pub use backoff::{
     Backoff, BackoffParams, InvalidPolicy, MIN_INITIAL_INTERVAL, RandomSource, XorShift,
 };
 pub use context::Context;
+pub use duration::{MAX_DURATION, parse_duration};
 pub use error::{BoxError, Canceled, Error, RunResult};
 pub use harness::TestHarness;
 pub use logging::{LogEntry, LogRecorder, Logger, SUPERVISOR_DN, Severity};

@@ -12,17 +12,18 @@
 //! max_interval = "5s"
 //! ```
 //!
-//! Durations are strings with a unit: `ns`, `us`, `ms`, `s`, `m`, `h` (fractions allowed, e.g.
-//! `"1.5s"`). A bad file is rejected with a [`PolicyError`] naming the line and field at fault.
+//! Durations are Go-style strings ([`crate::parse_duration`]): `"500ms"`, `"1.5s"`, `"1m30s"`,
+//! at most a day. A bad file is rejected with a [`PolicyError`] naming the line and field at
+//! fault.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backoff::{BackoffParams, InvalidPolicy, MIN_INITIAL_INTERVAL};
+use crate::duration::parse_duration;
 use crate::name::is_valid_name;
 
 /// Backoff parameters for every node, with per-DN overrides.
@@ -263,31 +264,6 @@ impl RawParams {
     }
 }
 
-/// Parses `"<number><unit>"` with unit `ns`, `us`, `ms`, `s`, `m` or `h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let bad = || {
-        format!(
-            "invalid duration {s:?}: expected a number and a unit (ns, us, ms, s, m, h), e.g. \"500ms\""
-        )
-    };
-    let value: f64 = num.parse().map_err(|_| bad())?;
-    let scale = match unit {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| bad())
-}
-
 /// Builds an error at a byte offset, finding line, column and (if not given) the field from the
 /// text: the key on that line, prefixed by the enclosing `[table]` header.
 fn error_at(text: &str, offset: usize, field: Option<String>, message: String) -> PolicyError {
@@ -328,6 +304,8 @@ fn field_on_line(text: &str, line_start: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
