@@ -108,6 +108,7 @@ pub struct Subscription {
     sink: Sink,
     filter: Filter,
     capacity: usize,
+    name: Option<Arc<str>>,
 }
 
 /// The most events in one [`Notification::Uevents`].
@@ -132,7 +133,14 @@ impl Subscription {
             sink: Box::new(send),
             filter: Filter::all(),
             capacity: DEFAULT_CAPACITY,
+            name: None,
         }
+    }
+
+    /// Names the subscriber in [`SubscriberCounts`] (summaries, logs), e.g. `"loader"`.
+    pub fn named(mut self, name: impl Into<Arc<str>>) -> Subscription {
+        self.name = Some(name.into());
+        self
     }
 
     /// Only events that pass `filter`.
@@ -153,6 +161,7 @@ impl std::fmt::Debug for Subscription {
         f.debug_struct("Subscription")
             .field("filter", &self.filter)
             .field("capacity", &self.capacity)
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -162,10 +171,12 @@ impl std::fmt::Debug for Subscription {
 pub struct SubscriptionId(pub u64);
 
 /// Counters of one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberCounts {
     /// The subscription.
     pub id: SubscriptionId,
+    /// Its name ([`Subscription::named`]), if it has one.
+    pub name: Option<Arc<str>>,
     /// Events delivered.
     pub delivered: u64,
     /// Events dropped because the subscriber was full.
@@ -327,6 +338,7 @@ impl Subscribers {
             .iter()
             .map(|s| SubscriberCounts {
                 id: s.id,
+                name: s.sub.name.clone(),
                 delivered: s.delivered.load(Ordering::Relaxed),
                 dropped: s.dropped.load(Ordering::Relaxed),
                 overflows: s.overflows.load(Ordering::Relaxed),
@@ -403,11 +415,16 @@ mod tests {
     fn a_full_subscriber_gets_one_resync_then_resumes_after_draining() {
         let subs = Subscribers::default();
         let (sub, inbox) = recording(2, Filter::all());
-        let id = subs.add(sub);
+        let id = subs.add(sub.named("loader"));
         one_by_one(&subs, (1..=5).map(|n| event(Action::Add, "pci", n)));
         // Two fit, the third overflows (one resync), the rest are dropped silently.
         assert_eq!(seqnums(&inbox), [Some(1), Some(2), None]);
-        let counts = subs.counts()[0];
+        let counts = subs.counts()[0].clone();
+        assert_eq!(
+            counts.name.as_deref(),
+            Some("loader"),
+            "named in the counts"
+        );
         assert_eq!(
             (
                 counts.id,

@@ -83,6 +83,30 @@ pub fn malformed(n: usize) -> Vec<u8> {
     }
 }
 
+/// Uevent number `n` as a root process injects it through the kernel, a netlink message for
+/// `uevent_net_rcv_skb` (lib/kobject_uevent.c): `NLM_F_REQUEST`, a type of at least
+/// `NLMSG_MIN_TYPE` (0x10), and an event without `SEQNUM` as its payload. Sent to port 0 by a
+/// process with `CAP_SYS_ADMIN`, it makes the kernel append `SEQNUM=<n>\0` and multicast the
+/// payload to group 1 from port 0, with the sender's credentials (its pid, not 0).
+pub fn injection(n: usize) -> Vec<u8> {
+    let devpath = format!("/devices/devmgr-injected/dev{n}");
+    let payload = format!(
+        "add@{devpath}\0ACTION=add\0DEVPATH={devpath}\0SUBSYSTEM=pci\0MODALIAS={FORGED_MODALIAS}\0"
+    );
+    const NLMSG_HDRLEN: usize = 16;
+    const NLMSG_MIN_TYPE: u16 = 0x10;
+    const NLM_F_REQUEST: u16 = 1;
+    let len = u32::try_from(NLMSG_HDRLEN + payload.len()).unwrap_or(u32::MAX);
+    let mut message = Vec::with_capacity(NLMSG_HDRLEN + payload.len());
+    message.extend_from_slice(&len.to_ne_bytes());
+    message.extend_from_slice(&NLMSG_MIN_TYPE.to_ne_bytes());
+    message.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    message.extend_from_slice(&0u32.to_ne_bytes()); // sequence number
+    message.extend_from_slice(&0u32.to_ne_bytes()); // sender port: filled in by the kernel
+    message.extend_from_slice(payload.as_bytes());
+    message
+}
+
 /// The ports of the sockets bound to the uevent multicast group, from `/proc/net/netlink`
 /// (protocol 15, group bit 1), without `own`.
 pub fn uevent_listener_ports(own: u32) -> Vec<u32> {
@@ -155,5 +179,19 @@ mod tests {
         for n in 0..6 {
             assert!(Uevent::parse_kernel(&malformed(n)).is_err(), "form {n}");
         }
+    }
+
+    #[test]
+    fn an_injection_is_a_netlink_message_around_an_event_without_seqnum() {
+        let message = injection(7);
+        let len = u32::from_ne_bytes([message[0], message[1], message[2], message[3]]);
+        assert_eq!(len as usize, message.len());
+        assert_eq!(u16::from_ne_bytes([message[4], message[5]]), 0x10);
+        let mut event = message[16..].to_vec();
+        // What the kernel appends before it broadcasts.
+        event.extend_from_slice(b"SEQNUM=1\0");
+        let event = Uevent::parse_kernel(&event).expect("a valid event once the kernel is done");
+        assert_eq!(event.devpath(), b"/devices/devmgr-injected/dev7");
+        assert_eq!(event.modalias(), Some(FORGED_MODALIAS.as_bytes()));
     }
 }

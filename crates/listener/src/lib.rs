@@ -4,12 +4,13 @@
 //!
 //! - **Socket** ([`UeventSocket`]): bound to group 1 with a kernel-chosen port id, close-on-exec,
 //!   non-blocking, `SO_PASSCRED`, receive buffer set with `SO_RCVBUFFORCE` (falling back to
-//!   `SO_RCVBUF`) and read back.
+//!   `SO_RCVBUF`) and read back; sizes above what the kernel takes ([`MAX_RECEIVE_BUFFER`])
+//!   are refused.
 //! - **Trust** ([`trust`]): a datagram is dropped, and counted by [`DropReason`], when it was
 //!   truncated, is unicast, came from a non-zero port or another group, has no
-//!   `SCM_CREDENTIALS`, or carries a uid that is neither 0 nor unmapped in our user namespace;
-//!   then when it does not parse. A warning is logged at start when we are not in the init
-//!   network namespace.
+//!   `SCM_CREDENTIALS`, carries a non-zero pid (a uevent a process injected through the
+//!   kernel), or a uid that is neither 0 nor unmapped in our user namespace; then when it does
+//!   not parse. A warning is logged at start when we are not in the init network namespace.
 //! - **Overrun**: `ENOBUFS` (or `POLLERR`) never stops the reader: it empties the queue, counts
 //!   the overrun, and publishes [`Notification::Resync`] to every subscriber.
 //! - **Fan-out** ([`Subscription`]): each subscriber gets every accepted event that passes its
@@ -18,8 +19,11 @@
 //!   events in flight; one that falls behind gets a `Resync` instead of silent loss, and never
 //!   slows the socket or the other subscribers.
 //! - **Actor** ([`Listener`]): binds in `pre_start`, so a started listener is listening (under
-//!   the supervisor's `actor_runnable` its node turns Healthy only then); fails when the socket
-//!   fails, for its supervisor to restart it. [`ListenerMsg::Stats`] returns the counters.
+//!   the supervisor's `actor_runnable` its node turns Healthy only then); the start fails when
+//!   the effective receive buffer cannot hold a pacing window ([`check_window`]). It fails,
+//!   for its supervisor to restart it, whenever its reader thread ends: on a socket error or a
+//!   panic (a subscriber's sink runs on that thread). [`ListenerMsg::Stats`] returns the
+//!   counters.
 //! - **Reader thread**: the socket is read by a dedicated thread that sleeps in `poll` on the
 //!   socket and on a stop pipe, not by a tokio task. This is a deliberate choice: the socket
 //!   keeps draining at full speed however busy the async runtime is during a boot storm, and no
@@ -80,6 +84,7 @@
 //! `tokio` for the per-subscriber semaphores, `ractor` for the actor, `tracing`, `thiserror`.
 
 mod actor;
+mod buffer;
 mod fanout;
 #[cfg(feature = "test-support")]
 pub mod flood;
@@ -94,10 +99,15 @@ pub mod trust;
 pub use actor::{
     DEFAULT_RECEIVE_BUFFER, Listener, ListenerConfig, ListenerMsg, ListenerState, ListenerStats,
 };
+pub use buffer::{
+    EVENT_BUDGET, MAX_RECEIVE_BUFFER, MIN_PACING_WINDOW, MIN_RECEIVE_BUFFER, ReceiveBufferTooSmall,
+    check_window,
+};
 pub use fanout::{
     DEFAULT_CAPACITY, Delivery, Filter, MAX_BATCH, Notification, ResyncReason, SubscriberCounts,
     Subscription, SubscriptionId,
 };
 pub use pipeline::Pipeline;
+pub use reader::ReaderExit;
 pub use socket::{KERNEL_GROUP, Received, SocketError, UeventSocket, credentials_space};
 pub use stats::{Counts, DropReason};

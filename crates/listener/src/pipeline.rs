@@ -76,10 +76,12 @@ impl Pipeline {
     fn drop_datagram(&self, reason: DropReason, envelope: &Envelope) {
         let first = self.counters.dropped(reason) == 0;
         let sender = envelope.sender.map(|s| (s.port, s.groups));
+        let pid = envelope.credentials.map(|c| c.pid);
+        let uid = envelope.credentials.map(|c| c.uid);
         if first {
-            tracing::warn!(%reason, ?sender, uid = ?envelope.uid, "datagram dropped (first of this kind; later ones are counted)");
+            tracing::warn!(%reason, ?sender, ?pid, ?uid, "datagram dropped (first of this kind; later ones are counted)");
         } else {
-            tracing::debug!(%reason, ?sender, uid = ?envelope.uid, "datagram dropped");
+            tracing::debug!(%reason, ?sender, ?pid, ?uid, "datagram dropped");
         }
     }
 

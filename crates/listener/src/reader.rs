@@ -5,7 +5,12 @@
 //! `unsafe` (tokio's `AsyncFd` registration is an `unsafe fn` since tokio 1.54). It sleeps in
 //! `poll` on the socket and on a pipe; dropping the [`ReaderHandle`] closes the pipe's write end,
 //! which wakes the thread and ends it.
+//!
+//! However the thread ends — stopped, on a socket error, or by a panic (subscribers' sinks run
+//! on it) — its owner hears of it: a guard created first thing on the thread reports the end
+//! when it is dropped, which unwinding does too. A panic that aborts the process needs no report.
 
+use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::thread::JoinHandle;
 
@@ -22,6 +27,28 @@ use crate::socket::{UeventSocket, credentials_space};
 const DATAGRAM_BUFFER: usize = 16 * 1024;
 /// Stack of the reader thread.
 const READER_STACK: usize = 256 * 1024;
+
+/// How the reader thread ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReaderExit {
+    /// It was told to stop: its handle was dropped (or its stop pipe reported an error).
+    Stopped,
+    /// Reading the socket failed with this error.
+    Failed(Errno),
+    /// It panicked: in a subscriber's sink, which runs on this thread, or in the listener's own
+    /// code.
+    Panicked,
+}
+
+impl fmt::Display for ReaderExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReaderExit::Stopped => f.write_str("stopped"),
+            ReaderExit::Failed(errno) => write!(f, "the uevent socket failed: {errno}"),
+            ReaderExit::Panicked => f.write_str("panicked"),
+        }
+    }
+}
 
 /// Keeps the reader thread alive; dropping it stops the thread.
 #[derive(Debug)]
@@ -46,30 +73,68 @@ impl Drop for ReaderHandle {
     }
 }
 
-/// Starts the reader thread on `socket`. `on_exit` is called once when the thread ends on
-/// its own: `Err` names the socket error that ended it.
+/// Starts the reader thread on `socket`. `on_exit` is called once when the thread ends, for
+/// whatever reason, panics included.
 pub(crate) fn spawn(
     socket: UeventSocket,
     pipeline: SharedPipeline,
-    on_exit: impl FnOnce(Result<(), Errno>) + Send + 'static,
+    on_exit: impl FnOnce(ReaderExit) + Send + 'static,
 ) -> std::io::Result<ReaderHandle> {
     let (wake, stop) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    let thread = std::thread::Builder::new()
+    let thread = start(move || run(&socket, &wake, &pipeline), on_exit)?;
+    Ok(ReaderHandle {
+        _stop: stop,
+        thread: Some(thread),
+    })
+}
+
+/// Runs `body` on the reader thread, and `on_exit` once after it, however it ends.
+fn start(
+    body: impl FnOnce() -> Result<(), Errno> + Send + 'static,
+    on_exit: impl FnOnce(ReaderExit) + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("uevent-reader".into())
         // Its deepest frame is a datagram's parse; not the 2 MiB default (see devmgr's
         // THREAD_STACK: a huge page can back a 2 MiB stack).
         .stack_size(READER_STACK)
         .spawn(move || {
-            let result = run(&socket, &wake, &pipeline);
-            if let Err(errno) = result {
-                tracing::error!(%errno, "uevent socket failed; the reader stops");
+            // Before anything that can panic: its drop reports the end, unwinding included.
+            let mut guard = ExitGuard {
+                on_exit: Some(on_exit),
+                exit: ReaderExit::Stopped,
+            };
+            guard.exit = match body() {
+                Ok(()) => ReaderExit::Stopped,
+                Err(errno) => ReaderExit::Failed(errno),
+            };
+        })
+}
+
+/// Reports how the reader thread ended when dropped: `exit`, or [`ReaderExit::Panicked`] when
+/// the thread is unwinding.
+struct ExitGuard<F: FnOnce(ReaderExit)> {
+    on_exit: Option<F>,
+    exit: ReaderExit,
+}
+
+impl<F: FnOnce(ReaderExit)> Drop for ExitGuard<F> {
+    fn drop(&mut self) {
+        let exit = if std::thread::panicking() {
+            ReaderExit::Panicked
+        } else {
+            self.exit
+        };
+        match exit {
+            ReaderExit::Stopped => tracing::debug!("uevent reader thread stopped"),
+            _ => {
+                tracing::error!(%exit, "uevent reader thread ended; nothing reads the socket any more")
             }
-            on_exit(result);
-        })?;
-    Ok(ReaderHandle {
-        _stop: stop,
-        thread: Some(thread),
-    })
+        }
+        if let Some(on_exit) = self.on_exit.take() {
+            on_exit(exit);
+        }
+    }
 }
 
 fn run(socket: &UeventSocket, wake: &OwnedFd, pipeline: &SharedPipeline) -> Result<(), Errno> {
@@ -157,12 +222,39 @@ mod tests {
         };
         let (tx, rx) = mpsc::channel();
         let pipeline = Arc::new(Pipeline::new(UidPolicy::ROOT_ONLY));
-        let handle = spawn(socket, pipeline, move |result| {
-            let _ = tx.send(result);
+        let handle = spawn(socket, pipeline, move |exit| {
+            let _ = tx.send(exit);
         })
         .unwrap();
         assert!(!handle.is_finished());
         drop(handle);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Ok(())));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(ReaderExit::Stopped)
+        );
+    }
+
+    fn exit_of(body: impl FnOnce() -> Result<(), Errno> + Send + 'static) -> ReaderExit {
+        let (tx, rx) = mpsc::channel();
+        let thread = start(body, move |exit| {
+            let _ = tx.send(exit);
+        })
+        .unwrap();
+        let exit = rx.recv_timeout(Duration::from_secs(10));
+        let _ = thread.join();
+        exit.unwrap_or_else(|_| panic!("on_exit was not called"))
+    }
+
+    #[test]
+    fn every_end_of_the_thread_is_reported_panics_included() {
+        assert_eq!(exit_of(|| Ok(())), ReaderExit::Stopped);
+        assert_eq!(
+            exit_of(|| Err(Errno::EBADF)),
+            ReaderExit::Failed(Errno::EBADF)
+        );
+        assert_eq!(
+            exit_of(|| panic!("test: the reader thread panics")),
+            ReaderExit::Panicked
+        );
     }
 }

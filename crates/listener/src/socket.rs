@@ -9,7 +9,8 @@ use nix::sys::socket::{
     UnixCredentials, bind, getsockname, getsockopt, recvmsg, setsockopt, socket, sockopt,
 };
 
-use crate::trust::{Envelope, Sender};
+use crate::buffer::MAX_RECEIVE_BUFFER;
+use crate::trust::{Credentials, Envelope, Sender};
 
 /// The kernel's uevent multicast group.
 pub const KERNEL_GROUP: u32 = 1;
@@ -23,6 +24,11 @@ pub enum SocketError {
     /// `SO_PASSCRED` could not be set.
     #[error("setting SO_PASSCRED: {0}")]
     PassCred(Errno),
+    /// The receive buffer asked for is larger than the kernel takes ([`MAX_RECEIVE_BUFFER`]).
+    #[error(
+        "a receive buffer of {0} bytes is more than the kernel takes (at most {MAX_RECEIVE_BUFFER})"
+    )]
+    ReceiveBufferRange(usize),
     /// Neither `SO_RCVBUFFORCE` nor `SO_RCVBUF` could be set.
     #[error("setting the receive buffer to {bytes} bytes: {errno}")]
     ReceiveBuffer {
@@ -60,8 +66,13 @@ pub struct Received {
 impl UeventSocket {
     /// Opens and binds the socket with a receive buffer of `receive_buffer` bytes, set with
     /// `SO_RCVBUFFORCE` (which needs `CAP_NET_ADMIN` and ignores `net.core.rmem_max`) or, if
-    /// that is refused, `SO_RCVBUF` (silently capped at `rmem_max`).
+    /// that is refused, `SO_RCVBUF` (silently capped at `rmem_max`). Sizes above
+    /// [`MAX_RECEIVE_BUFFER`] are refused: the kernel takes the size as a C `int`, and larger
+    /// ones would be cut or wrap to its minimum buffer.
     pub fn open(receive_buffer: usize) -> Result<UeventSocket, SocketError> {
+        if receive_buffer > MAX_RECEIVE_BUFFER {
+            return Err(SocketError::ReceiveBufferRange(receive_buffer));
+        }
         let fd = socket(
             AddressFamily::Netlink,
             SockType::Raw,
@@ -118,9 +129,12 @@ impl UeventSocket {
         let mut iov = [IoSliceMut::new(buf)];
         let msg =
             recvmsg::<NetlinkAddr>(self.fd.as_raw_fd(), &mut iov, Some(cmsg), MsgFlags::empty())?;
-        let uid = msg.cmsgs().ok().and_then(|mut cmsgs| {
+        let credentials = msg.cmsgs().ok().and_then(|mut cmsgs| {
             cmsgs.find_map(|c| match c {
-                ControlMessageOwned::ScmCredentials(creds) => Some(creds.uid()),
+                ControlMessageOwned::ScmCredentials(creds) => Some(Credentials {
+                    pid: creds.pid(),
+                    uid: creds.uid(),
+                }),
                 _ => None,
             })
         });
@@ -131,7 +145,7 @@ impl UeventSocket {
                     port: a.pid(),
                     groups: a.groups(),
                 }),
-                uid,
+                credentials,
                 truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
             },
         })
@@ -147,4 +161,33 @@ impl AsFd for UeventSocket {
 /// Scratch space for one `SCM_CREDENTIALS` control message.
 pub fn credentials_space() -> Vec<u8> {
     nix::cmsg_space!(UnixCredentials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `SO_RCVBUF(FORCE)` takes a C `int`: a size above `i32::MAX` must not wrap to a negative
+    /// number, which the kernel turns into its minimum buffer.
+    #[test]
+    fn a_receive_buffer_the_kernel_cannot_take_is_refused() {
+        for bytes in [1 << 31, 3 << 30, (1 << 32) - 1, 1 << 32] {
+            match UeventSocket::open(bytes) {
+                Err(SocketError::ReceiveBufferRange(asked)) => assert_eq!(asked, bytes),
+                Ok(socket) => panic!(
+                    "{bytes} bytes asked for, {} bytes effective: accepted",
+                    socket.receive_buffer()
+                ),
+                Err(other) => panic!("{bytes}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_largest_receive_buffer_the_kernel_takes_is_accepted() {
+        let socket = UeventSocket::open(MAX_RECEIVE_BUFFER)
+            .unwrap_or_else(|err| panic!("{MAX_RECEIVE_BUFFER} bytes: {err}"));
+        // Without CAP_NET_ADMIN, net.core.rmem_max caps it; it never wraps to the minimum.
+        assert!(socket.receive_buffer() > 64 * 1024, "{socket:?}");
+    }
 }

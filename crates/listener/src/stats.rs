@@ -20,6 +20,9 @@ pub enum DropReason {
     NotKernelPort,
     /// No `SCM_CREDENTIALS`.
     NoCredentials,
+    /// From port 0 on group 1, but with a sender's pid in `SCM_CREDENTIALS`: a uevent a process
+    /// injected through the kernel (a netlink message to port 0), not one the kernel generated.
+    Injected,
     /// Credentials of a uid that is neither 0 nor unmapped in our user namespace.
     ForeignUid,
     /// From the kernel, but refused by the parser.
@@ -35,19 +38,21 @@ impl fmt::Display for DropReason {
             DropReason::WrongGroup => f.write_str("wrong_group"),
             DropReason::NotKernelPort => f.write_str("not_kernel_port"),
             DropReason::NoCredentials => f.write_str("no_credentials"),
+            DropReason::Injected => f.write_str("injected"),
             DropReason::ForeignUid => f.write_str("foreign_uid"),
             DropReason::Malformed(reason) => write!(f, "malformed:{reason}"),
         }
     }
 }
 
-const ENVELOPE_REASONS: [DropReason; 7] = [
+const ENVELOPE_REASONS: [DropReason; 8] = [
     DropReason::Truncated,
     DropReason::NoAddress,
     DropReason::Unicast,
     DropReason::WrongGroup,
     DropReason::NotKernelPort,
     DropReason::NoCredentials,
+    DropReason::Injected,
     DropReason::ForeignUid,
 ];
 

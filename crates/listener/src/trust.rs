@@ -1,10 +1,38 @@
 //! Deciding whether a datagram comes from the kernel (rule R3).
 //!
-//! The kernel multicasts uevents to group 1 from port 0 and stamps `SCM_CREDENTIALS` with uid 0
-//! (seen inside a user namespace that does not map root as the overflow uid). Userspace cannot
-//! bind port 0, and only a sender with `CAP_NET_ADMIN` may multicast on this protocol, so a
-//! datagram that passes these checks was sent by the kernel (or injected through the kernel by
-//! a privileged process, which is indistinguishable by design).
+//! The kernel multicasts the uevents it generates to group 1 from port 0, and their
+//! `SCM_CREDENTIALS` are all zero: pid 0, uid 0 (seen inside a user namespace that does not map
+//! root as the overflow uid). A datagram is accepted only with all of these:
+//!
+//! - **Port 0, group 1.** Userspace cannot bind port 0, so a process multicasting from its own
+//!   socket (which needs `CAP_NET_ADMIN`) shows its own port.
+//! - **Pid 0.** A process with `CAP_SYS_ADMIN` over the network namespace's user namespace can
+//!   also have the kernel multicast a uevent for it: a netlink message of a type of at least
+//!   `NLMSG_MIN_TYPE`, sent to port 0, goes to `uevent_net_rcv_skb` (lib/kobject_uevent.c), which
+//!   appends a `SEQNUM` and broadcasts the payload from port 0 to group 1 — with the sender's
+//!   credentials, so uid 0 for root. The pid in them is never 0: netlink stamps every message a
+//!   process sends with its credentials, whether or not it attached any, and the pid is the
+//!   sender's thread-group id as its own pid namespace numbers it (taken at send time). A sender
+//!   with `CAP_SYS_ADMIN` may claim another pid, but only one that exists there, which pid 0
+//!   never does (`ESRCH`). Such a datagram is dropped as [`DropReason::Injected`].
+//! - **Uid 0**, or the overflow uid when it is not mapped in our user namespace ([`UidPolicy`]).
+//!
+//! What pid 0 does and does not prove, across pid namespaces:
+//!
+//! - Netlink does not translate the pid into the receiver's pid namespace (unlike `AF_UNIX`,
+//!   where a pid the receiver cannot see reads as 0). So a sender in any other pid namespace —
+//!   a child, a sibling, an ancestor — still shows the non-zero pid it has in its own: a
+//!   process that is pid 1 of a fresh pid namespace shows up as pid 1 here, whatever its pid in
+//!   ours. No pid namespace layout makes an injected datagram read as pid 0.
+//! - For the same reason a non-zero pid names no process of ours: only "zero or not" is used.
+//! - Pid 0 proves that no process sent the datagram, not that no process caused it: writing to
+//!   a device's `uevent` file makes the kernel generate a genuine event (pid 0), which is what
+//!   coldplug relies on. Its content is the kernel's (a writer's extra `KEY=VALUE` arguments
+//!   arrive prefixed with `SYNTH_ARG_`).
+//! - This rests on how the kernel fills netlink credentials (forced for every sender, zeroed in
+//!   the buffers the kernel allocates for its own uevents), not on a documented ABI; the host
+//!   test `a_uevent_injected_through_the_kernel_is_dropped_and_a_real_add_is_accepted` checks
+//!   it against the running kernel.
 
 use std::io;
 use std::path::Path;
@@ -17,8 +45,8 @@ pub struct Envelope {
     /// The sender's netlink port id and the multicast group mask it was sent to, if the kernel
     /// gave an address.
     pub sender: Option<Sender>,
-    /// The uid of `SCM_CREDENTIALS`, if present.
-    pub uid: Option<u32>,
+    /// The `SCM_CREDENTIALS`, if present.
+    pub credentials: Option<Credentials>,
     /// The datagram was larger than the receive buffer (`MSG_TRUNC`).
     pub truncated: bool,
 }
@@ -32,11 +60,20 @@ pub struct Sender {
     pub groups: u32,
 }
 
+/// The parts of `SCM_CREDENTIALS` that are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials {
+    /// The sender's pid as its own pid namespace numbers it; 0 for the kernel.
+    pub pid: i32,
+    /// The sender's uid, as our user namespace maps it.
+    pub uid: u32,
+}
+
 impl Envelope {
-    /// What the kernel attaches to its own uevents: port 0, group 1, uid 0.
+    /// What the kernel attaches to its own uevents: port 0, group 1, pid 0, uid 0.
     pub const KERNEL: Envelope = Envelope {
         sender: Some(Sender { port: 0, groups: 1 }),
-        uid: Some(0),
+        credentials: Some(Credentials { pid: 0, uid: 0 }),
         truncated: false,
     };
 }
@@ -107,8 +144,11 @@ pub fn check(envelope: &Envelope, uids: &UidPolicy) -> Result<(), DropReason> {
     if sender.port != 0 {
         return Err(DropReason::NotKernelPort);
     }
-    let uid = envelope.uid.ok_or(DropReason::NoCredentials)?;
-    if !uids.accepts(uid) {
+    let credentials = envelope.credentials.ok_or(DropReason::NoCredentials)?;
+    if credentials.pid != 0 {
+        return Err(DropReason::Injected);
+    }
+    if !uids.accepts(credentials.uid) {
         return Err(DropReason::ForeignUid);
     }
     Ok(())
@@ -160,8 +200,19 @@ mod tests {
                 }),
                 DropReason::NotKernelPort,
             ),
-            (with(|e| e.uid = None), DropReason::NoCredentials),
-            (with(|e| e.uid = Some(1000)), DropReason::ForeignUid),
+            (with(|e| e.credentials = None), DropReason::NoCredentials),
+            (
+                with(|e| e.credentials = Some(Credentials { pid: 4242, uid: 0 })),
+                DropReason::Injected,
+            ),
+            (
+                with(|e| e.credentials = Some(Credentials { pid: 1, uid: 0 })),
+                DropReason::Injected,
+            ),
+            (
+                with(|e| e.credentials = Some(Credentials { pid: 0, uid: 1000 })),
+                DropReason::ForeignUid,
+            ),
         ];
         for (envelope, reason) in cases {
             assert_eq!(check(&envelope, &policy), Err(reason), "{envelope:?}");

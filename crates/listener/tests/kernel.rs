@@ -5,7 +5,7 @@ mod common;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use common::{trigger_add, uuid, wait_for_uuid};
+use common::{Ended, Probe, trigger_add, uuid, wait_for_uuid};
 use listener::testing::{host_test as can_run, stalling_subscription};
 use listener::{
     DropReason, Listener, ListenerConfig, ListenerMsg, ListenerStats, Notification, ResyncReason,
@@ -296,4 +296,114 @@ async fn a_forced_overrun_is_reported_resynced_and_survived() {
         stats.counts.received, stats.counts.accepted, stats.counts.overruns, stats.counts.resyncs
     );
     listener.stop(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uevent_injected_through_the_kernel_is_dropped_and_a_real_add_is_accepted() {
+    if !can_run("a_uevent_injected_through_the_kernel_is_dropped") {
+        return;
+    }
+    let _serial = one_at_a_time().await;
+    let listener = start(listener::DEFAULT_RECEIVE_BUFFER).await;
+    let mut rx = subscribe_channel(&listener, 1024).await;
+
+    let injector = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkKObjectUEvent,
+    )
+    .unwrap();
+    bind(injector.as_raw_fd(), &NetlinkAddr::new(0, 0)).unwrap();
+    // A netlink message to the kernel's port 0, which the kernel multicasts to group 1 from
+    // port 0 as if it were its own event, with our credentials.
+    let message = listener::flood::injection(0);
+    let sent = sendto(
+        injector.as_raw_fd(),
+        &message,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    );
+    assert_eq!(
+        sent,
+        Ok(message.len()),
+        "root may inject through the kernel"
+    );
+
+    // A real event written after it: once it arrives, the injected one has been read.
+    let uuid = uuid();
+    trigger_add(&uuid);
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let real = loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(Notification::Uevents(batch))) => {
+                seen.extend(batch.iter().map(|d| d.devpath().to_vec()));
+                if let Some(real) = batch
+                    .into_iter()
+                    .find(|d| d.synth_uuid() == Some(uuid.as_bytes()))
+                {
+                    break real;
+                }
+            }
+            Ok(Some(Notification::Resync(_))) => {}
+            other => panic!("the real event did not arrive: {other:?}"),
+        }
+    };
+    assert_eq!(real.modalias(), Some(&b"platform:serial8250"[..]));
+    assert!(
+        !seen
+            .iter()
+            .any(|d| d.starts_with(b"/devices/devmgr-injected/")),
+        "the injected event reached the subscriber: {:?}",
+        seen.iter()
+            .map(|d| String::from_utf8_lossy(d))
+            .collect::<Vec<_>>()
+    );
+    let counts = stats(&listener).await.counts;
+    let injected: Vec<_> = counts
+        .dropped
+        .iter()
+        .map(|(reason, n)| (reason.to_string(), *n))
+        .collect();
+    assert_eq!(
+        injected,
+        [("injected".to_owned(), 1)],
+        "dropped once, as injected: {counts:?}"
+    );
+    listener.stop(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_on_the_reader_thread_fails_the_listener() {
+    if !can_run("a_panic_on_the_reader_thread_fails_the_listener") {
+        return;
+    }
+    let _serial = one_at_a_time().await;
+    let (ended_tx, mut ended) = unbounded_channel();
+    let (probe, _) = Actor::spawn(None, Probe, ended_tx).await.unwrap();
+    let config = ListenerConfig {
+        receive_buffer: listener::DEFAULT_RECEIVE_BUFFER,
+        ..ListenerConfig::default()
+    };
+    let (listener, _) = Actor::spawn_linked(None, Listener, config, probe.get_cell())
+        .await
+        .expect("listener starts");
+    // A subscriber's sink runs on the reader thread: a panic there ends the thread.
+    let panicking =
+        Subscription::to_fn(|_| panic!("test: a subscriber panics on the reader thread"));
+    call!(listener, ListenerMsg::Subscribe, panicking).unwrap();
+    trigger_add(&uuid());
+
+    match tokio::time::timeout(Duration::from_secs(10), ended.recv()).await {
+        Ok(Some(Ended::Failed(err))) => {
+            assert!(err.contains("reader thread"), "{err}");
+        }
+        other => panic!(
+            "the listener did not fail within 10 s of its reader thread's panic: {other:?}, \
+             status {:?}",
+            listener.get_status()
+        ),
+    }
+    probe.stop(None);
 }

@@ -44,3 +44,44 @@ pub async fn wait_for_uuid(
         }
     }
 }
+
+/// How a linked actor ended, as its supervisor saw it.
+#[derive(Debug)]
+pub enum Ended {
+    /// It failed: `handle` returned an error or it panicked. The error's text.
+    Failed(String),
+    /// It stopped without an error.
+    Terminated,
+}
+
+/// A supervisor that only reports how the actors linked to it end.
+pub struct Probe;
+
+impl ractor::Actor for Probe {
+    type Msg = ();
+    type State = tokio::sync::mpsc::UnboundedSender<Ended>;
+    type Arguments = tokio::sync::mpsc::UnboundedSender<Ended>;
+
+    async fn pre_start(
+        &self,
+        _: ractor::ActorRef<()>,
+        tx: Self::Arguments,
+    ) -> Result<Self::State, ractor::ActorProcessingErr> {
+        Ok(tx)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ractor::ActorRef<()>,
+        event: ractor::SupervisionEvent,
+        tx: &mut Self::State,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        let ended = match event {
+            ractor::SupervisionEvent::ActorFailed(_, err) => Ended::Failed(err.to_string()),
+            ractor::SupervisionEvent::ActorTerminated(..) => Ended::Terminated,
+            _ => return Ok(()),
+        };
+        let _ = tx.send(ended);
+        Ok(())
+    }
+}
