@@ -16,6 +16,7 @@
 //! modprobe_d = ["/etc/modprobe.d"]                     # default: libkmod's directories
 //! cmdline = "/proc/cmdline"    # kernel command line for modprobe.blacklist= and mod.param=
 //! workers = 0                  # loads at once; 0 = 2 per CPU + 16 (at most 64)
+//! run_install_commands = true  # run modprobe.d `install` commands (other than /bin/true, /bin/false)
 //!
 //! [restart.defaults]           # restart backoff of the supervision tree (Go's defaults)
 //! initial_interval = "500ms"
@@ -48,7 +49,9 @@ pub struct Config {
 /// `[listener]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
-    /// Receive buffer in bytes (default 128 MiB).
+    /// Receive buffer in bytes (default 128 MiB), from `listener::MIN_RECEIVE_BUFFER` (which
+    /// the kernel doubles to hold coldplug's smallest pacing window) to
+    /// `listener::MAX_RECEIVE_BUFFER` (`i32::MAX / 2`, the most the kernel takes).
     pub receive_buffer: usize,
 }
 
@@ -68,7 +71,7 @@ pub struct ColdplugConfig {
 }
 
 /// `[loader]`
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoaderConfig {
     /// The module directory; `None`: `/lib/modules/$(uname -r)`.
     pub module_dir: Option<PathBuf>,
@@ -79,6 +82,22 @@ pub struct LoaderConfig {
     pub cmdline: Option<PathBuf>,
     /// Loads at once; 0 = two per CPU plus 16, at most 64 (`default_workers`).
     pub workers: usize,
+    /// Run modprobe.d `install` commands as modprobe does (default); `false` refuses them and
+    /// leaves such modules unloaded (`install X /bin/true` and `/bin/false` disable `X` either
+    /// way). See `kmod_loader::load::install`.
+    pub run_install_commands: bool,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig {
+            module_dir: None,
+            modprobe_d: None,
+            cmdline: None,
+            workers: 0,
+            run_install_commands: true,
+        }
+    }
 }
 
 impl Default for ListenerConfig {
@@ -150,6 +169,7 @@ struct RawLoader {
     modprobe_d: Option<Vec<PathBuf>>,
     cmdline: Option<PathBuf>,
     workers: Option<Spanned<i64>>,
+    run_install_commands: Option<bool>,
 }
 
 impl Config {
@@ -160,7 +180,67 @@ impl Config {
             line: None,
             message: format!("cannot read: {err}"),
         })?;
-        Config::parse(&text, path)
+        let config = Config::parse(&text, path)?;
+        config.check_paths(&text, path)?;
+        Ok(config)
+    }
+
+    /// Checks the paths the file names, so that a typo cannot quietly turn a feature off:
+    ///
+    /// * `coldplug.sysfs` must hold a `devices` directory (else the replay would find no device
+    ///   and report "settled");
+    /// * every `loader.modprobe_d` entry must exist and be readable (else its blacklists and
+    ///   options would be skipped);
+    /// * `loader.cmdline`, unless empty, must be a readable file (else `modprobe.blacklist=` and
+    ///   module parameters would be skipped).
+    ///
+    /// `loader.module_dir` is not checked: the modules may be on a file system mounted later;
+    /// devmgr waits for the index, says so at start and in its summary. The error names the
+    /// line of the key.
+    pub fn check_paths(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let error = |key: &str, message: String| ConfigError {
+            path: path.to_path_buf(),
+            line: line_of_key(text, key),
+            message,
+        };
+        if line_of_key(text, "sysfs").is_some() && !self.coldplug.sysfs.join("devices").is_dir() {
+            return Err(error(
+                "sysfs",
+                format!(
+                    "coldplug.sysfs: {} has no devices/ directory (not a sysfs mount)",
+                    self.coldplug.sysfs.display()
+                ),
+            ));
+        }
+        for dir in self.loader.modprobe_d.iter().flatten() {
+            let readable = if dir.is_dir() {
+                std::fs::read_dir(dir).map(drop)
+            } else {
+                std::fs::File::open(dir).map(drop)
+            };
+            if let Err(err) = readable {
+                return Err(error(
+                    "modprobe_d",
+                    format!("loader.modprobe_d: {}: {err}", dir.display()),
+                ));
+            }
+        }
+        if let Some(cmdline) = self
+            .loader
+            .cmdline
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+            && let Err(err) = std::fs::File::open(cmdline)
+        {
+            return Err(error(
+                "cmdline",
+                format!(
+                    "loader.cmdline: {}: {err} (an empty string ignores the command line)",
+                    cmdline.display()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Parses the text of a configuration file (`path` names it in errors).
@@ -176,11 +256,18 @@ impl Config {
         if let Some(bytes) = raw.listener.receive_buffer {
             let value = usize::try_from(*bytes.get_ref())
                 .ok()
-                .filter(|b| (4096..=1 << 32).contains(b))
+                .filter(|b| {
+                    (listener::MIN_RECEIVE_BUFFER..=listener::MAX_RECEIVE_BUFFER).contains(b)
+                })
                 .ok_or_else(|| {
                     error(
                         Some(bytes.span()),
-                        "listener.receive_buffer must be between 4096 and 4294967296 bytes".into(),
+                        format!(
+                            "listener.receive_buffer must be between {} and {} bytes: the kernel \
+                             takes at most i32::MAX / 2, and doubles it",
+                            listener::MIN_RECEIVE_BUFFER,
+                            listener::MAX_RECEIVE_BUFFER
+                        ),
                     )
                 })?;
             config.listener.receive_buffer = value;
@@ -189,17 +276,12 @@ impl Config {
             config.coldplug.sysfs = sysfs;
         }
         if let Some(timeout) = raw.coldplug.settle_timeout {
-            config.coldplug.settle_timeout = parse_duration(timeout.get_ref())
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    error(
-                        Some(timeout.span()),
-                        format!(
-                            "coldplug.settle_timeout: {:?} is not a positive duration like \"10s\" or \"500ms\"",
-                            timeout.get_ref()
-                        ),
-                    )
-                })?;
+            config.coldplug.settle_timeout = bounded_duration(
+                timeout.get_ref(),
+                "coldplug.settle_timeout",
+                Duration::from_millis(1)..=MAX_SETTLE_TIMEOUT,
+            )
+            .map_err(|message| error(Some(timeout.span()), message))?;
         }
         if let Some(pacing) = raw.coldplug.pacing {
             config.coldplug.pacing = match pacing.get_ref() {
@@ -219,17 +301,12 @@ impl Config {
             };
         }
         if let Some(quiet) = raw.coldplug.settle_quiet {
-            config.coldplug.settle_quiet = parse_duration(quiet.get_ref())
-                .filter(|d| *d <= Duration::from_secs(60))
-                .ok_or_else(|| {
-                    error(
-                        Some(quiet.span()),
-                        format!(
-                            "coldplug.settle_quiet: {:?} is not a duration from \"0ms\" to \"60s\"",
-                            quiet.get_ref()
-                        ),
-                    )
-                })?;
+            config.coldplug.settle_quiet = bounded_duration(
+                quiet.get_ref(),
+                "coldplug.settle_quiet",
+                Duration::ZERO..=Duration::from_secs(60),
+            )
+            .map_err(|message| error(Some(quiet.span()), message))?;
         }
         if let Some(section) = raw.restart {
             config.restart =
@@ -247,6 +324,9 @@ impl Config {
         config.loader.module_dir = raw.loader.module_dir;
         config.loader.modprobe_d = raw.loader.modprobe_d;
         config.loader.cmdline = raw.loader.cmdline;
+        if let Some(run) = raw.loader.run_install_commands {
+            config.loader.run_install_commands = run;
+        }
         if let Some(workers) = raw.loader.workers {
             config.loader.workers = usize::try_from(*workers.get_ref())
                 .ok()
@@ -262,25 +342,43 @@ impl Config {
     }
 }
 
+/// The line of the first `key = …` in `text` (the checked keys are unique to their section).
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
         .map_or(1, |before| before.matches('\n').count() + 1)
 }
 
-/// `"10s"`, `"500ms"`, `"2m"`, `"1.5s"`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(seconds).ok()
+/// The longest `coldplug.settle_timeout` (and `devmgr trigger --timeout`): no device takes an
+/// hour to answer a synthetic event, and a bound keeps deadlines far from overflow.
+pub const MAX_SETTLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A duration from the configuration or the command line (Go's syntax:
+/// [`supervisor::parse_duration`]), within `range`; the error names the key and the range.
+pub fn bounded_duration(
+    text: &str,
+    key: &str,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<Duration, String> {
+    let duration = supervisor::parse_duration(text).map_err(|err| format!("{key}: {err}"))?;
+    if range.contains(&duration) {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "{key}: {text:?} is not between {:?} and {:?}",
+            range.start(),
+            range.end()
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -300,12 +398,42 @@ mod tests {
         assert_eq!(config.coldplug.pacing, coldplug::Pacing::Auto);
     }
 
+    /// `SO_RCVBUFFORCE` takes a C int, which the kernel caps at `i32::MAX / 2` before doubling
+    /// it: larger sizes would wrap or be cut, so they are refused with their line.
+    #[test]
+    fn listener_receive_buffer_is_bounded_to_what_the_kernel_takes() {
+        let read = |bytes: i64| {
+            parse(&format!("[listener]\n\nreceive_buffer = {bytes}\n"))
+                .map(|config| config.listener.receive_buffer)
+        };
+        assert_eq!(read(8192), Ok(8192));
+        assert_eq!(read(1_073_741_823), Ok(1_073_741_823));
+        for bytes in [
+            2_147_483_648,
+            3_221_225_472,
+            4_294_967_296,
+            1_073_741_824,
+            8191,
+            4096,
+            0,
+            -1,
+        ] {
+            let err = read(bytes).unwrap_err();
+            assert_eq!(err.line, Some(3), "{bytes}: {err}");
+            assert!(
+                err.message
+                    .contains("listener.receive_buffer must be between 8192 and 1073741823"),
+                "{bytes}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn every_key_is_read() {
         let config = parse(
             "[listener]\nreceive_buffer = 1048576\n\
              [coldplug]\nsysfs = \"/tmp/sys\"\nsettle_timeout = \"500ms\"\npacing = 32\n\
-             [loader]\nmodule_dir = \"/m\"\nmodprobe_d = [\"/a\", \"/b\"]\ncmdline = \"/c\"\nworkers = 3\n",
+             [loader]\nmodule_dir = \"/m\"\nmodprobe_d = [\"/a\", \"/b\"]\ncmdline = \"/c\"\nworkers = 3\nrun_install_commands = false\n",
         )
         .unwrap();
         assert_eq!(config.listener.receive_buffer, 1 << 20);
@@ -319,6 +447,7 @@ mod tests {
         );
         assert_eq!(config.loader.cmdline, Some(PathBuf::from("/c")));
         assert_eq!(config.loader.workers, 3);
+        assert!(!config.loader.run_install_commands);
         let config = parse(
             "[coldplug]\nsettle_quiet = \"0ms\"\n\
              [restart.defaults]\ninitial_interval = \"100ms\"\n\
@@ -395,12 +524,60 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        for bad in ["10", "s", "-1s", "1 fortnight", ""] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
+    fn durations_take_a_unit_and_stay_within_their_bounds() {
+        let range = Duration::from_millis(1)..=MAX_SETTLE_TIMEOUT;
+        let parse = |text: &str| bounded_duration(text, "k", range.clone());
+        assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
+        for bad in ["10", "s", "-1s", "1 fortnight", "", "0s", "2h", "1e19s"] {
+            let err = parse(bad).expect_err(bad);
+            assert!(err.starts_with("k: "), "{bad:?}: {err}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod paths {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("devmgr.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn a_path_that_would_quietly_disable_a_feature_exits_naming_its_line() {
+        let good = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(good.path().join("devices")).expect("mkdir");
+        let cmdline = good.path().join("cmdline");
+        std::fs::write(&cmdline, "quiet\n").expect("write");
+        let ok = format!(
+            "[coldplug]\nsysfs = {:?}\n[loader]\nmodprobe_d = [{:?}]\ncmdline = {:?}\nmodule_dir = \"/not/yet/mounted\"\n",
+            good.path(),
+            good.path(),
+            cmdline
+        );
+        load(&ok).expect("existing paths, and a module_dir that may appear later");
+        load("[loader]\ncmdline = \"\"\n").expect("an empty cmdline ignores it");
+        for (text, line, needle) in [
+            ("[coldplug]\n\nsysfs = \"/sys/typo\"\n", 3, "coldplug.sysfs"),
+            (
+                "[loader]\nmodprobe_d = [\"/etc/modprobe.d\", \"/etc/modprobe.dd\"]\n",
+                2,
+                "/etc/modprobe.dd",
+            ),
+            (
+                "[loader]\ncmdline = \"/proc/cmdlin\"\n",
+                2,
+                "loader.cmdline",
+            ),
+        ] {
+            let err = load(text).expect_err(text);
+            assert_eq!(err.line, Some(line), "{text:?}: {err}");
+            assert!(err.message.contains(needle), "{text:?}: {err}");
         }
     }
 }

@@ -134,6 +134,14 @@ async fn print_events(
     stop: impl Future<Output = ()>,
 ) -> Result<(), Failure> {
     let mut out = io::stdout();
+    // Values come from devices (USB descriptors, firmware): on a terminal their control bytes
+    // could move the cursor or retitle the window, so they are escaped there; a pipe gets the
+    // bytes as the kernel sent them.
+    let escape = if std::io::IsTerminal::is_terminal(&out) {
+        Escape::ControlBytes
+    } else {
+        Escape::None
+    };
     out.write_all(BANNER.as_bytes())?;
     out.flush()?;
     let mut printed = 0u64;
@@ -160,7 +168,13 @@ async fn print_events(
                 continue;
             }
             text.clear();
-            render(&event, monotonic_now(), !args.no_properties, &mut text);
+            render(
+                &event,
+                monotonic_now(),
+                !args.no_properties,
+                escape,
+                &mut text,
+            );
             drop(event);
             out.write_all(&text)?;
             out.flush()?;
@@ -204,10 +218,49 @@ impl SubsystemMatch {
     }
 }
 
+/// How bytes from the event are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    /// As the kernel sent them.
+    None,
+    /// Control characters (C0, DEL, C1) and bytes that are not UTF-8 as `\xNN`, the
+    /// backslash as `\\`, so that nothing printed can steer a terminal.
+    ControlBytes,
+}
+
+impl Escape {
+    fn write(self, bytes: &[u8], out: &mut Vec<u8>) {
+        if self == Escape::None {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        for chunk in bytes.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                match c {
+                    '\\' => out.extend_from_slice(b"\\\\"),
+                    c if c.is_control() => {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            let _ = write!(out, "\\x{b:02x}");
+                        }
+                    }
+                    c => {
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    }
+                }
+            }
+            for b in chunk.invalid() {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+}
+
 /// Appends `event` as `udevadm monitor` prints it: `KERNEL[secs.usecs] ACTION   DEVPATH
 /// (SUBSYSTEM)`, then, with `properties`, `KEY=VALUE` lines (the four typed fields first, the
-/// rest in arrival order) and a blank line. Values are written as the kernel sent them.
-fn render(event: &Uevent, at: Duration, properties: bool, out: &mut Vec<u8>) {
+/// rest in arrival order) and a blank line; the event's bytes written as `escape` says.
+fn render(event: &Uevent, at: Duration, properties: bool, escape: Escape, out: &mut Vec<u8>) {
     let action = event.action().as_str();
     let subsystem = event.subsystem().unwrap_or_default();
     let _ = write!(
@@ -216,17 +269,18 @@ fn render(event: &Uevent, at: Duration, properties: bool, out: &mut Vec<u8>) {
         at.as_secs(),
         at.subsec_micros()
     );
-    out.extend_from_slice(event.devpath());
+    escape.write(event.devpath(), out);
     out.extend_from_slice(b" (");
-    out.extend_from_slice(subsystem);
+    escape.write(subsystem, out);
     out.extend_from_slice(b")\n");
     if !properties {
         return;
     }
     let mut line = |key: &[u8], value: &[u8]| {
-        for part in [key, b"=", value, b"\n"] {
-            out.extend_from_slice(part);
-        }
+        escape.write(key, out);
+        out.push(b'=');
+        escape.write(value, out);
+        out.push(b'\n');
     };
     line(b"ACTION", action.as_bytes());
     line(b"DEVPATH", event.devpath());
@@ -268,7 +322,13 @@ mod tests {
     #[test]
     fn an_event_prints_like_udevadm_monitor_kernel_property() {
         let mut out = Vec::new();
-        render(&event(), Duration::new(12, 3_456_789), true, &mut out);
+        render(
+            &event(),
+            Duration::new(12, 3_456_789),
+            true,
+            Escape::None,
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             "KERNEL[12.003456] add      /devices/platform/serial8250 (platform)\n\
@@ -280,10 +340,48 @@ mod tests {
              MODALIAS=platform:serial8250\n\n"
         );
         let mut out = Vec::new();
-        render(&event(), Duration::new(1, 0), false, &mut out);
+        render(
+            &event(),
+            Duration::new(1, 0),
+            false,
+            Escape::ControlBytes,
+            &mut out,
+        );
         assert_eq!(
             String::from_utf8(out).expect("utf8"),
             "KERNEL[1.000000] add      /devices/platform/serial8250 (platform)\n"
+        );
+    }
+
+    #[test]
+    fn on_a_terminal_control_bytes_from_devices_are_escaped_and_a_pipe_gets_them_raw() {
+        // A USB device whose serial number holds a terminal escape sequence (set the title,
+        // clear the screen, move to the start of the line), a C1 CSI, and bytes that are not
+        // UTF-8.
+        let mut value = b"\x1b]0;pwned\x07\x1b[2J\xc2\x9b31m\rFAKE=1 caf\xc3\xa9 \\ \xff".to_vec();
+        let event = Uevent::builder(Action::Add, "/devices/usb1/1-1")
+            .subsystem("usb")
+            .seqnum(7)
+            .property("ID_SERIAL", &value)
+            .build()
+            .expect("event");
+        let mut out = Vec::new();
+        render(&event, Duration::ZERO, true, Escape::ControlBytes, &mut out);
+        let text = String::from_utf8(out).expect("escaped output is UTF-8");
+        assert!(
+            text.contains(
+                "ID_SERIAL=\\x1b]0;pwned\\x07\\x1b[2J\\xc2\\x9b31m\\x0dFAKE=1 café \\\\ \\xff\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.bytes().any(|b| b < 0x20 && b != b'\n'), "{text:?}");
+
+        let mut raw = Vec::new();
+        render(&event, Duration::ZERO, true, Escape::None, &mut raw);
+        value.push(b'\n');
+        assert!(
+            raw.windows(value.len()).any(|w| w == value.as_slice()),
+            "a pipe gets the bytes as sent"
         );
     }
 

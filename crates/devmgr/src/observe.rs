@@ -133,6 +133,17 @@ impl fmt::Display for Summary {
                 for (reason, n) in &l.counts.dropped {
                     writeln!(f, "devmgr: listener: dropped {n}: {reason}")?;
                 }
+                // Who fell behind: events dropped for one subscriber, and its resyncs.
+                for sub in &l.subscribers {
+                    writeln!(
+                        f,
+                        "devmgr: listener: subscriber {}: {} delivered, {} dropped, {} resyncs",
+                        sub.name.as_deref().unwrap_or("(unnamed)"),
+                        sub.delivered,
+                        sub.dropped,
+                        sub.overflows
+                    )?;
+                }
             }
             None => writeln!(f, "devmgr: listener: not running")?,
         }

@@ -35,6 +35,18 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         None => Config::default(),
     };
     crate::logging::init("info");
+    // Before the tree starts: a receive buffer that cannot hold one pacing window would make
+    // every replay overrun; under the supervisor that start failure would only be retried.
+    let checked = listener::UeventSocket::open(config.listener.receive_buffer)
+        .map_err(|err| err.to_string())
+        .and_then(|socket| {
+            let window = devmgr::subsystem::pacing_window(config.coldplug.pacing);
+            listener::check_window(socket.receive_buffer(), window).map_err(|err| err.to_string())
+        });
+    if let Err(err) = checked {
+        eprintln!("devmgr: cannot listen for uevents: {err}");
+        return ExitCode::FAILURE;
+    }
     // Before the runtime's threads exist (see crate::malloc).
     if !crate::malloc::limit_arenas(1) {
         tracing::debug!("malloc arenas not limited (not glibc, or glibc refused)");
@@ -56,7 +68,7 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
 async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
     let options = RunOptions {
         dry_run: args.dry_run,
-        instance: String::new(),
+        ..RunOptions::default()
     };
     let policy = config.restart.clone();
     let (devmgr, mut observer) = subsystem::runnable(config, options);
@@ -159,7 +171,7 @@ fn headline(summary: &Summary) -> String {
             },
             l.loads.failed.values().sum::<u64>()
         ),
-        None => format!(": {devices} devices, module loading disabled"),
+        None => format!(": {devices} devices, module loading waits for the module index"),
     }
 }
 

@@ -4,16 +4,19 @@
 //!
 //! Order: the listener is up (its socket bound) before anything else starts; the loader is
 //! subscribed to that listener before coldplug writes a single `uevent` file. When the module
-//! index cannot be loaded, the subsystem runs without a loader and says so.
+//! index cannot be loaded (the modules are on a file system mounted later), the loader says so,
+//! looks for it again on each batch of events and every second, and once it opens asks
+//! coldplug to replay the devices, so that none that arrived meanwhile stays driverless.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use coldplug::PassReport;
 use kmod_loader::load::{
-    Compression, LinuxKernel, Loader, LoaderActor, LoaderArgs, LoaderMsg, SysModule,
+    Compression, InstallPolicy, LinuxKernel, Loader, LoaderActor, LoaderArgs, LoaderMsg, SysModule,
     default_workers,
 };
+use kmod_loader::reload::Stamp;
 use kmod_loader::{Resolver, ResolverOptions};
 use listener::{Filter, Listener, ListenerMsg, Notification, Subscription};
 use ractor::{Actor, ActorId, ActorRef, call};
@@ -23,17 +26,32 @@ use uevent::Action;
 
 use crate::config::Config;
 
-/// Events the loader may have in flight from the listener.
-const LOADER_CAPACITY: usize = 4096;
+/// Events the loader may have in flight from the listener (default of
+/// [`RunOptions::loader_capacity`]): about 2 MB of events at most.
+pub const LOADER_CAPACITY: usize = 4096;
 
 /// How the subsystem runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOptions {
     /// Resolve and log what would be loaded; load nothing.
     pub dry_run: bool,
     /// Appended to the registry names of the actors, so several instances can share a process
     /// (tests).
     pub instance: String,
+    /// Events the loader may have in flight (queued or being handled). Past this the listener
+    /// drops the loader's events and sends it a resync, and coldplug replays the devices, so
+    /// memory stays bounded under a storm and nothing stays unloaded.
+    pub loader_capacity: usize,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            dry_run: false,
+            instance: String::new(),
+            loader_capacity: LOADER_CAPACITY,
+        }
+    }
 }
 
 /// What the outside can watch of a running subsystem.
@@ -140,9 +158,11 @@ fn resolver_options(config: &Config) -> ResolverOptions {
 
 async fn run(ctx: Context, shared: Arc<Shared>) -> RunResult {
     let receive_buffer = shared.config.listener.receive_buffer;
+    let pacing_window = pacing_window(shared.config.coldplug.pacing);
     let listener = actor_runnable(Some(shared.names.listener.clone()), move |_: &Context| {
         let config = listener::ListenerConfig {
             receive_buffer,
+            pacing_window,
             ..listener::ListenerConfig::default()
         };
         (Listener, config)
@@ -163,6 +183,16 @@ async fn run(ctx: Context, shared: Arc<Shared>) -> RunResult {
     ctx.signal(Signal::Healthy)?;
     ctx.signal(Signal::Done)?;
     Ok(())
+}
+
+/// The pacing window, in events, the listener's effective receive buffer must hold for
+/// coldplug's `pacing` (0: no pacing, nothing to check).
+pub fn pacing_window(pacing: coldplug::Pacing) -> usize {
+    match pacing {
+        coldplug::Pacing::Auto => listener::MIN_PACING_WINDOW,
+        coldplug::Pacing::Off => 0,
+        coldplug::Pacing::Window(n) => n,
+    }
 }
 
 /// Waits (at most 10 s) until the listener registered as `name` answers, i.e. its socket is
@@ -204,9 +234,10 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         Notification::Resync(_) => queue.send(LoaderMsg::Resync).is_ok(),
     })
     .filter(Filter::actions([Action::Add]))
+    .named("loader")
     // Past this many events in flight the listener drops the loader's events and sends it a
-    // `Resync` (coldplug replays): memory stays bounded (~2 MB of events) under a storm.
-    .capacity(LOADER_CAPACITY);
+    // `Resync`, which is passed on to coldplug (below): memory stays bounded under a storm.
+    .capacity(shared.options.loader_capacity.max(1));
     call!(listener, ListenerMsg::Subscribe, subscription)
         .map_err(|err| format!("loader could not subscribe to the listener: {err}"))?;
     shared.subscribed.send_replace(Some(listener.get_id()));
@@ -214,29 +245,22 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
 
     let config = &shared.config;
     let options = resolver_options(config);
-    let reading = std::time::Instant::now();
-    // Looked up in place, as libkmod does (kmod-loader's `Resolver::open`): a boot looks up
-    // fewer than a hundred aliases, and the compiled index (`Resolver::load`) was 1.2 MB of
-    // devmgr's resident set and 250-400 ms of its start in the QEMU guests.
-    let read = {
-        let options = options.clone();
-        tokio::task::spawn_blocking(move || Resolver::open(options))
-    };
-    let resolver = tokio::select! {
-        read = read => read,
-        _ = ctx.cancelled() => return Err(Canceled.into()),
-    };
-    let resolver = match resolver {
-        Ok(Ok(resolver)) => {
-            tracing::info!(
-                dir = %options.module_dir.display(),
-                elapsed_ms = reading.elapsed().as_millis(),
-                "module index read"
-            );
+    let resolver = match open_index(&ctx, &options).await? {
+        Ok(resolver) => resolver,
+        Err(why) => {
+            let resolver = wait_for_index(&ctx, &shared, &options, why, &mut queued).await?;
+            // Whatever arrived meanwhile was dropped: replay the devices so none stays
+            // driverless (the coldplug actor queues it after a pass still running).
+            match ActorRef::<coldplug::ColdplugMsg>::where_is(shared.names.coldplug.clone()) {
+                Some(coldplug) => {
+                    let _ = coldplug.send_message(coldplug::ColdplugMsg::Resync);
+                }
+                None => {
+                    tracing::warn!("the coldplug actor is not running; devices are not replayed")
+                }
+            }
             resolver
         }
-        Ok(Err(err)) => return without_loading(ctx, &shared, err.to_string(), queued).await,
-        Err(err) => return without_loading(ctx, &shared, err.to_string(), queued).await,
     };
     let cmdline = options
         .cmdline
@@ -250,7 +274,11 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         .kernel_decompresses(Compression::supported_by_kernel(
             "/sys/module/compression".as_ref(),
         ))
-        .kernel_blacklist(kernel_module_blacklist(&cmdline));
+        .kernel_blacklist(kernel_module_blacklist(&cmdline))
+        .install_commands(InstallPolicy {
+            run: config.loader.run_install_commands,
+            ..InstallPolicy::default()
+        });
     let args = LoaderArgs {
         resolver: Box::new(resolver),
         loader: Arc::new(loader),
@@ -263,6 +291,11 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     loop {
         tokio::select! {
             msg = queued.recv() => {
+                if matches!(msg, Some(LoaderMsg::Resync)) {
+                    // The loader fell behind (or the socket overran): events were dropped, so
+                    // the devices are replayed for it.
+                    request_replay(&shared);
+                }
                 let forwarded = match msg {
                     Some(msg) => actor.send_message(msg).is_ok(),
                     None => false,
@@ -283,23 +316,93 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     }
 }
 
-/// Module loading is disabled: say so, and drop what arrives until cancelled.
-async fn without_loading(
-    ctx: Context,
+/// Asks coldplug to replay the devices for the loader (after its current pass, if one runs;
+/// several requests while one is pending make one replay). When coldplug is not running, the
+/// group is restarting, and its new coldplug replays everything anyway.
+fn request_replay(shared: &Shared) {
+    match ActorRef::<coldplug::ColdplugMsg>::where_is(shared.names.coldplug.clone()) {
+        Some(coldplug) => {
+            let _ = coldplug.send_message(coldplug::ColdplugMsg::Resync);
+        }
+        None => tracing::debug!("coldplug not running; its next incarnation replays"),
+    }
+}
+
+/// Opens the module index for lookups in place, as libkmod does (kmod-loader's
+/// `Resolver::open`): a boot looks up fewer than a hundred aliases, and the compiled index
+/// (`Resolver::load`) would cost memory and start time for nothing. The outer error is a
+/// cancellation, the inner one why the index cannot be used.
+async fn open_index(
+    ctx: &Context,
+    options: &ResolverOptions,
+) -> Result<Result<Resolver, String>, supervisor::BoxError> {
+    let reading = std::time::Instant::now();
+    let read = {
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || Resolver::open(options))
+    };
+    let resolver = tokio::select! {
+        read = read => read,
+        _ = ctx.cancelled() => return Err(Canceled.into()),
+    };
+    Ok(match resolver {
+        Ok(Ok(resolver)) => {
+            tracing::info!(
+                dir = %options.module_dir.display(),
+                elapsed_ms = reading.elapsed().as_millis(),
+                "module index read"
+            );
+            Ok(resolver)
+        }
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(err) => Err(err.to_string()),
+    })
+}
+
+/// How often the module index is looked for while it is missing, besides each batch of events.
+const INDEX_RECHECK: Duration = Duration::from_secs(1);
+
+/// The module index cannot be read (not there yet: the modules may be on a file system mounted
+/// later): say so, drop what arrives, and look again — by the stamp of its files, which costs
+/// a few `stat` calls — on each batch of events and every [`INDEX_RECHECK`], until it opens.
+async fn wait_for_index(
+    ctx: &Context,
     shared: &Shared,
+    options: &ResolverOptions,
     why: String,
-    mut queued: mpsc::UnboundedReceiver<LoaderMsg>,
-) -> RunResult {
+    queued: &mut mpsc::UnboundedReceiver<LoaderMsg>,
+) -> Result<Resolver, supervisor::BoxError> {
     ctx.logger().error(format!(
-        "module loading disabled: the module index cannot be loaded: {why}"
+        "module loading waits: the module index cannot be loaded: {why}; looking again on each event and every {}s",
+        INDEX_RECHECK.as_secs()
     ));
     shared.loading.send_replace(Some(false));
+    let mut stamp = Stamp::take(options);
+    let mut tick = tokio::time::interval(INDEX_RECHECK);
     loop {
         tokio::select! {
             msg = queued.recv() => if msg.is_none() {
                 return Err("the loader's subscription ended".into());
             },
+            _ = tick.tick() => {}
             _ = ctx.cancelled() => return Err(Canceled.into()),
+        }
+        let now = Stamp::take(options);
+        if now == stamp {
+            continue;
+        }
+        stamp = now;
+        match open_index(ctx, options).await? {
+            Ok(resolver) => {
+                ctx.logger().info(format!(
+                    "module index appeared in {}: module loading starts, devices replayed",
+                    options.module_dir.display()
+                ));
+                return Ok(resolver);
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "module index changed but still cannot be loaded")
+            }
         }
     }
 }

@@ -32,17 +32,21 @@ const RANDOM_UUID: &str = "/proc/sys/kernel/random/uuid";
 /// Events in flight from the listener before it tells us to resync (as coldplug).
 const CAPACITY: usize = 1 << 16;
 
-/// Parses `--timeout`: `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
+/// Parses `--timeout`: `10s`, `500ms`, `1m30s`, or a bare number of seconds (as
+/// `udevadm settle --timeout`), from a millisecond to an hour.
 pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    devmgr::config::parse_duration(text)
-        .or_else(|| {
-            text.parse::<f64>()
-                .ok()
-                .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        })
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{text:?} is not a positive duration such as 10s or 500ms"))
+    // A bare number is seconds; `s` makes it a duration with the same bounds.
+    let with_unit = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        format!("{text}s")
+    } else {
+        text.to_owned()
+    };
+    devmgr::config::bounded_duration(
+        &with_unit,
+        "--timeout",
+        Duration::from_millis(1)..=devmgr::config::MAX_SETTLE_TIMEOUT,
+    )
 }
 
 /// Runs `devmgr trigger`.

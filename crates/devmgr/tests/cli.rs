@@ -385,6 +385,10 @@ fn bad_arguments_exit_2_before_anything_starts() {
     for args in [
         &["trigger", "--timeout", "soon"][..],
         &["trigger", "--timeout", "0s"],
+        // Once an Instant overflow (a panic) when a device stayed silent.
+        &["trigger", "--settle", "--timeout", "1e19"],
+        &["trigger", "--settle", "--timeout", "18446744073709551615"],
+        &["trigger", "--timeout", "2h"],
         &["trigger", "--action", "explode"],
         &["monitor", "--count", "0"],
         &["monitor", "--subsystem-match", "block/"],

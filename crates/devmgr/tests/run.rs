@@ -102,8 +102,22 @@ fn a_bad_configuration_exits_2_naming_the_line_and_starts_nothing() {
 }
 
 #[test]
-fn without_a_module_index_it_runs_without_loading_and_says_so() {
-    let test = "without_a_module_index_it_runs_without_loading";
+fn a_receive_buffer_that_cannot_hold_one_pacing_window_fails_the_start() {
+    // 16 KiB effective (the kernel doubles 8 KiB) for a window of 65,536 events.
+    let out = run(
+        "[listener]\nreceive_buffer = 8192\n[coldplug]\npacing = 65536\n",
+        &["--dry-run", "--exit-when-settled"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot listen for uevents"), "{stderr}");
+    assert!(stderr.contains("pacing window of 65536"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing started");
+}
+
+#[test]
+fn without_a_module_index_it_settles_without_loading_and_says_so() {
+    let test = "without_a_module_index_it_settles_without_loading";
     if !nix::unistd::geteuid().is_root() {
         return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
     }
@@ -115,10 +129,10 @@ fn without_a_module_index_it_runs_without_loading_and_says_so() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains("module loading disabled"), "{stderr}");
+    assert!(stderr.contains("module loading waits"), "{stderr}");
     assert!(stdout.contains("devmgr: settled after"), "{stdout}");
     assert!(
-        stdout.contains("devmgr: loader: module loading disabled"),
+        stdout.contains("devmgr: loader: module loading waits for the module index"),
         "{stdout}"
     );
 }
@@ -148,8 +162,65 @@ fn a_corrupt_index_falls_back_or_disables_loading_with_a_message() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stderr.contains("module loading disabled"), "{stderr}");
+    assert!(stderr.contains("module loading waits"), "{stderr}");
     assert!(stdout.contains("devmgr: settled after"), "{stdout}");
+}
+
+#[test]
+fn a_module_index_that_appears_after_the_start_is_used_and_every_device_replayed_to_it() {
+    use std::time::{Duration, Instant};
+
+    let test = "a_module_index_that_appears_late_is_used";
+    let Some((_kernel, dir)) = root_with_index(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The modules are on a file system mounted later: the directory is not there at start.
+    let late = tmp.path().join("modules");
+    let (mut child, lines) = spawn_dry_run(tmp.path(), &late, &[]);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let wait_line = |want: &dyn Fn(&str) -> bool, what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no {what} line within 60 s");
+    };
+    wait_line(&|l| l.starts_with("devmgr: settled after"), "settled");
+    // The index appears (copied: the dry run needs the index files only) and nothing is
+    // replugged: devmgr must find it by itself and replay every device with a modalias.
+    std::fs::create_dir(&late).expect("mkdir");
+    for entry in std::fs::read_dir(&dir).expect("module dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("modules.") && entry.path().is_file() {
+            std::fs::copy(entry.path(), late.join(&name)).expect("copy index file");
+        }
+    }
+    let want = sys_modaliases().len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lookups = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).expect("USR1");
+        let line = wait_line(&|l| l.starts_with("devmgr: loader"), "loader summary");
+        let lookups = number_after(&line, "devmgr: loader (dry run): ").unwrap_or(0);
+        if lookups >= want || Instant::now() > deadline {
+            break (lookups, line);
+        }
+    };
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("TERM");
+    let status = child.wait().expect("exit");
+    let stderr = std::fs::read_to_string(tmp.path().join("stderr")).unwrap_or_default();
+    assert!(
+        lookups.0 >= want,
+        "{want} devices with a modalias, but after the index appeared: {}\n{stderr}",
+        lookups.1
+    );
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -15,6 +15,13 @@ use ractor::ActorRef;
 use supervisor::{BackoffParams, LogRecorder, Options, RestartPolicy, Supervisor};
 
 async fn start(instance: &str) -> Option<(Supervisor, Observer, LogRecorder)> {
+    start_with(instance, RunOptions::default()).await
+}
+
+async fn start_with(
+    instance: &str,
+    options: RunOptions,
+) -> Option<(Supervisor, Observer, LogRecorder)> {
     // The lock only orders tests within one test binary; these two may run side by side.
     let (lock, dir) = root_with_index(instance)?;
     drop(lock);
@@ -27,6 +34,7 @@ async fn start(instance: &str) -> Option<(Supervisor, Observer, LogRecorder)> {
         RunOptions {
             dry_run: true,
             instance: format!("-{instance}"),
+            ..options
         },
     );
     let root = subsystem::root(devmgr);
@@ -123,6 +131,93 @@ async fn a_killed_listener_restarts_with_the_group_and_every_device_is_replayed(
         lookups >= expected,
         "{lookups} lookups < {expected} devices"
     );
+    tree.shutdown();
+    tree.wait_stopped().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loader_that_falls_behind_gets_every_device_replayed() {
+    // Room for 64 events in flight: more than a replay of this machine's devices with a
+    // modalias puts in flight at once, far fewer than the burst below (a loader held busy by
+    // slow loads falls behind the same way with 4,096).
+    let options = RunOptions {
+        loader_capacity: 64,
+        ..RunOptions::default()
+    };
+    let Some((tree, mut observer, _)) = start_with("loader-behind", options).await else {
+        return;
+    };
+    let first = observer.wait_settled().await.expect("settles");
+    assert!(first.loader.is_some());
+    let coldplug_name = observer.coldplug.clone();
+    let last_report = || async {
+        let coldplug = ActorRef::<coldplug::ColdplugMsg>::where_is(coldplug_name.clone())
+            .expect("coldplug registered");
+        ractor::call!(coldplug, coldplug::ColdplugMsg::LastReport).expect("coldplug answers")
+    };
+    // Quiet first: the coldplug pass itself may already have overflowed the loader (its
+    // replay then ran); wait until no pass has ended for a second.
+    let mut before = last_report().await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = last_report().await;
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+
+    // A burst of real `add` events: every device with a modalias, 20 times over.
+    let devices = coldplug::walk::devices(
+        std::path::Path::new("/sys"),
+        coldplug::walk::Select::WithModalias,
+    )
+    .devices;
+    for _ in 0..20 {
+        for device in &devices {
+            let _ = std::fs::write(device.join("uevent"), "add");
+        }
+    }
+    let listener = ActorRef::<ListenerMsg>::where_is(observer.listener.clone()).expect("listener");
+    let stats = ractor::call!(listener, ListenerMsg::Stats).expect("stats");
+    assert!(
+        stats.subscribers.iter().any(|s| s.overflows > 0),
+        "the loader's subscription overflowed: {:?}",
+        stats.subscribers
+    );
+    // The loader's resync makes coldplug replay every device with a modalias for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let replay = loop {
+        if let Some(report) = last_report().await
+            && report.kind == coldplug::PassKind::Resync
+            && Some(&report) != before.as_ref()
+        {
+            break report;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replay within 60 s of the loader's overflow"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        replay.devices as u64 >= devices_with_modalias(),
+        "{replay:?}"
+    );
+    assert_eq!(replay.written, replay.answered, "{replay:?}");
+    // The operator sees who fell behind: the loader's drops and resyncs in the summary.
+    let summary = observer.summary().await.to_string();
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("devmgr: listener: subscriber loader: "))
+        .unwrap_or_else(|| panic!("no loader subscriber line: {summary}"));
+    let resyncs: u64 = line
+        .trim_end_matches(" resyncs")
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(resyncs >= 1, "{line}");
     tree.shutdown();
     tree.wait_stopped().await;
 }
