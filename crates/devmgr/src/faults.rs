@@ -15,6 +15,11 @@
 //! this makes the replay overrun the socket even where the reader would keep pace (measured:
 //! with 8 KiB and no pacing it kept pace with 390 devices on the build machine and 266 in the
 //! guest).
+//!
+//! `loader_capacity=N,loader_stall_ms=M` give the loader room for only N events in flight and
+//! hold it for M ms after its first batch (as slow loads would), so that its subscription
+//! overflows for real: the listener drops its events and resyncs it, and coldplug replays the
+//! devices for it.
 
 use std::time::Duration;
 
@@ -35,6 +40,10 @@ pub struct FaultPlan {
     pub max_gap: Duration,
     /// Hold the listener's reader this long once it delivers its first event (zero: never).
     pub stall: Duration,
+    /// Events the loader may have in flight (default: the subsystem's).
+    pub loader_capacity: Option<usize>,
+    /// Hold the loader this long after its first batch (zero: never).
+    pub loader_stall: Duration,
 }
 
 impl FaultPlan {
@@ -45,6 +54,8 @@ impl FaultPlan {
             seed: 1,
             max_gap: Duration::from_millis(1500),
             stall: Duration::ZERO,
+            loader_capacity: None,
+            loader_stall: Duration::ZERO,
         };
         for part in text.split(',').filter(|p| !p.trim().is_empty()) {
             let (key, value) = part
@@ -59,6 +70,11 @@ impl FaultPlan {
                 "seed" => plan.seed = value.max(1),
                 "gap_ms" => plan.max_gap = Duration::from_millis(value.clamp(1, 60_000)),
                 "stall_ms" => plan.stall = Duration::from_millis(value.min(60_000)),
+                "loader_capacity" => {
+                    plan.loader_capacity =
+                        Some(usize::try_from(value).unwrap_or(1).clamp(1, 1 << 20))
+                }
+                "loader_stall_ms" => plan.loader_stall = Duration::from_millis(value.min(60_000)),
                 other => return Err(format!("DEVMGR_FAULTS: unknown key {other:?}")),
             }
         }
@@ -163,7 +179,14 @@ mod tests {
                 seed: 9,
                 max_gap: Duration::from_millis(200),
                 stall: Duration::ZERO,
+                loader_capacity: None,
+                loader_stall: Duration::ZERO,
             })
+        );
+        assert_eq!(
+            FaultPlan::parse("rounds=0,loader_capacity=64,loader_stall_ms=2000")
+                .map(|p| (p.loader_capacity, p.loader_stall)),
+            Ok((Some(64), Duration::from_secs(2)))
         );
         assert_eq!(FaultPlan::parse("").map(|p| p.rounds), Ok(2));
         assert_eq!(

@@ -66,10 +66,21 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
-    let options = RunOptions {
+    #[allow(unused_mut)]
+    let mut options = RunOptions {
         dry_run: args.dry_run,
         ..RunOptions::default()
     };
+    // Stress tests: a loader with a small queue that stops taking events for a while.
+    #[cfg(feature = "fault-injection")]
+    if let Ok(Ok(plan)) =
+        std::env::var("DEVMGR_FAULTS").map(|p| devmgr::faults::FaultPlan::parse(&p))
+    {
+        if let Some(capacity) = plan.loader_capacity {
+            options.loader_capacity = capacity;
+        }
+        options.loader_stall = plan.loader_stall;
+    }
     let policy = config.restart.clone();
     let (devmgr, mut observer) = subsystem::runnable(config, options);
     let root = subsystem::root(devmgr);

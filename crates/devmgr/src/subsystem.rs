@@ -42,6 +42,9 @@ pub struct RunOptions {
     /// drops the loader's events and sends it a resync, and coldplug replays the devices, so
     /// memory stays bounded under a storm and nothing stays unloaded.
     pub loader_capacity: usize,
+    /// Stress tests: the loader stops taking events for this long after its first batch, as
+    /// a loader held up by slow loads would (zero, the default: never).
+    pub loader_stall: Duration,
 }
 
 impl Default for RunOptions {
@@ -50,6 +53,7 @@ impl Default for RunOptions {
             dry_run: false,
             instance: String::new(),
             loader_capacity: LOADER_CAPACITY,
+            loader_stall: Duration::ZERO,
         }
     }
 }
@@ -288,6 +292,7 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         .await
         .map_err(|err| format!("loader actor did not start: {err}"))?;
     shared.loading.send_replace(Some(true));
+    let mut stall = shared.options.loader_stall;
     loop {
         tokio::select! {
             msg = queued.recv() => {
@@ -300,6 +305,10 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
                     Some(msg) => actor.send_message(msg).is_ok(),
                     None => false,
                 };
+                if !stall.is_zero() {
+                    tracing::warn!(stall_ms = stall.as_millis() as u64, "loader held (stress test)");
+                    tokio::time::sleep(std::mem::take(&mut stall)).await;
+                }
                 if !forwarded {
                     actor.stop(Some("the listener stopped delivering".into()));
                     let _ = (&mut stopped).await;
