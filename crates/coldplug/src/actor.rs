@@ -1,5 +1,12 @@
 //! The coldplug actor: replays every device once the listener is up, knows when the replay has
-//! settled, and replays devices with a `modalias` again whenever events may have been lost.
+//! settled, and replays the devices module loading depends on again whenever events may have
+//! been lost.
+//!
+//! The walk of sysfs and the writes into `uevent` files block (a write runs the driver's uevent
+//! callback, and some are slow), so they run on tokio's blocking threads, never on the worker
+//! threads the listener's and the loader's actors share: the walk is awaited (it only reads
+//! directories and links), the writes are handed out in batches whose outcome comes back as a
+//! message, so the actor keeps taking answers, resyncs and requests while a write is slow.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,9 +16,9 @@ use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, call};
 use uevent::Action;
 
-use crate::pass::{Pass, PassKind, PassReport, TimeoutAction};
+use crate::pass::{BatchOutcome, Pass, PassKind, PassReport, TimeoutAction};
 use crate::uuid::UuidSource;
-use crate::walk::{self, Select};
+use crate::walk::{self, DeviceMatch, Select};
 
 /// How writes are paced against the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +37,9 @@ pub enum Pacing {
 pub struct ColdplugConfig {
     /// The sysfs mount (default `/sys`); devices are found under `<sysfs>/devices`.
     pub sysfs: PathBuf,
-    /// How long without any answer before the unanswered devices are re-triggered, and after
-    /// that before the pass gives up on them (default 10 s).
+    /// How long without progress (an answer, or a batch of writes returning) before the silent
+    /// devices are re-triggered, or given up on if they were re-triggered already (default
+    /// 10 s).
     pub settle_timeout: Duration,
     /// Write pacing (default [`Pacing::Auto`]).
     pub pacing: Pacing,
@@ -43,6 +51,10 @@ pub struct ColdplugConfig {
     /// More kobjects to replay in every pass, relative to `sysfs` (e.g. `module/parport_pc`,
     /// whose `add` event a driver rule acts on); those that do not exist are skipped.
     pub extra: Vec<PathBuf>,
+    /// The devices a resync replays besides those with a `modalias` file: those whose `add`
+    /// event rules outside the `MODALIAS` lookup act on (e.g. subsystems `tifm`, `memstick`,
+    /// `i2o` and names `mtd*ro` for udev's driver rules). Default: none.
+    pub resync_also: DeviceMatch,
 }
 
 impl Default for ColdplugConfig {
@@ -54,6 +66,7 @@ impl Default for ColdplugConfig {
             random_uuid: "/proc/sys/kernel/random/uuid".into(),
             actor_name: None,
             extra: Vec::new(),
+            resync_also: DeviceMatch::default(),
         }
     }
 }
@@ -86,7 +99,9 @@ impl std::fmt::Debug for ColdplugArgs {
 pub enum ColdplugMsg {
     /// From the listener: events (answers are picked out by `SYNTH_UUID`) and resyncs.
     Listener(Notification),
-    /// Replay the devices with a `modalias` (after the current pass, if one runs).
+    /// Replay the devices module loading depends on (with a `modalias`, or matched by
+    /// [`ColdplugConfig::resync_also`]), after the current pass if one runs. Any number of
+    /// requests made while a pass runs lead to one more pass.
     Resync,
     /// Reply with the coldplug pass's report once it has ended.
     WaitSettled(RpcReplyPort<PassReport>),
@@ -94,6 +109,9 @@ pub enum ColdplugMsg {
     LastReport(RpcReplyPort<Option<PassReport>>),
     /// Timer: check for a settle timeout of pass `.0`.
     Tick(u64),
+    /// Sent by the actor to itself: the outcome of a batch of writes of pass `.0`, performed
+    /// on a blocking thread (`None` if that task died without one).
+    Wrote(u64, Option<BatchOutcome>),
 }
 
 impl From<Notification> for ColdplugMsg {
@@ -163,6 +181,9 @@ impl Actor for Coldplug {
             .filter(Filter::actions([Action::Add]))
             .capacity(SUBSCRIPTION_CAPACITY);
         let subscription = call!(listener, ListenerMsg::Subscribe, subscription)?;
+        // Reading the UUID file is blocking I/O too (brief, but its path is configurable).
+        let random_uuid = config.random_uuid.clone();
+        let uuids = tokio::task::spawn_blocking(move || UuidSource::new(&random_uuid)).await?;
         let window = match config.pacing {
             Pacing::Off => None,
             Pacing::Window(n) => Some(n.max(1)),
@@ -172,7 +193,7 @@ impl Actor for Coldplug {
             }
         };
         Ok(ColdplugState {
-            uuids: UuidSource::new(&config.random_uuid),
+            uuids,
             config,
             listener,
             subscription,
@@ -192,8 +213,8 @@ impl Actor for Coldplug {
         myself: ActorRef<ColdplugMsg>,
         state: &mut ColdplugState,
     ) -> Result<(), ActorProcessingErr> {
-        start_pass(&myself, state, PassKind::Coldplug);
-        Ok(())
+        start_pass(&myself, state, PassKind::Coldplug).await?;
+        end_passes_that_are_done(&myself, state).await
     }
 
     async fn handle(
@@ -216,14 +237,14 @@ impl Actor for Coldplug {
                 drop(batch);
                 if progress {
                     running.last_progress = Instant::now();
-                    running.pass.pump(&mut state.uuids);
-                    end_pass_if_done(&myself, state);
+                    write_next_batch(&myself, state);
+                    end_passes_that_are_done(&myself, state).await?;
                 }
             }
             ColdplugMsg::Listener(Notification::Resync(reason)) => {
                 tracing::info!(
                     ?reason,
-                    "events may have been lost; replaying devices with a modalias"
+                    "events may have been lost; replaying the devices module loading depends on"
                 );
                 // Answers of the running pass may be among the lost: write those devices again
                 // now rather than after the settle timeout.
@@ -231,13 +252,31 @@ impl Actor for Coldplug {
                     && running.pass.retrigger_outstanding() > 0
                 {
                     running.last_progress = Instant::now();
-                    running.pass.pump(&mut state.uuids);
+                    write_next_batch(&myself, state);
                 }
-                request_resync(&myself, state);
-                end_pass_if_done(&myself, state);
+                request_resync(&myself, state).await?;
             }
-            ColdplugMsg::Resync => request_resync(&myself, state),
-            ColdplugMsg::Tick(id) => on_tick(&myself, state, id),
+            ColdplugMsg::Resync => request_resync(&myself, state).await?,
+            ColdplugMsg::Tick(id) => {
+                on_tick(&myself, state, id);
+                end_passes_that_are_done(&myself, state).await?;
+            }
+            ColdplugMsg::Wrote(id, outcome) => {
+                let Some(running) = state.pass.as_mut().filter(|r| r.id == id) else {
+                    return Ok(());
+                };
+                match outcome {
+                    Some(outcome) => {
+                        running.pass.record(outcome);
+                    }
+                    None => running.pass.batch_lost(),
+                }
+                // A write that returned is progress: the devices it wrote get the whole settle
+                // timeout to answer.
+                running.last_progress = Instant::now();
+                write_next_batch(&myself, state);
+                end_passes_that_are_done(&myself, state).await?;
+            }
             ColdplugMsg::WaitSettled(reply) => match &state.coldplug_report {
                 Some(report) => {
                     let _ = reply.send(report.clone());
@@ -263,36 +302,85 @@ impl Actor for Coldplug {
     }
 }
 
-fn request_resync(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState) {
+/// Starts a resync pass now if none runs, or after the running one (once, however often it
+/// is asked for meanwhile).
+async fn request_resync(
+    myself: &ActorRef<ColdplugMsg>,
+    state: &mut ColdplugState,
+) -> Result<(), ActorProcessingErr> {
     if state.pass.is_some() {
+        if !state.resync_pending {
+            tracing::debug!("a resync is queued after the running pass");
+        }
         state.resync_pending = true;
+        Ok(())
     } else {
-        start_pass(myself, state, PassKind::Resync);
+        start_pass(myself, state, PassKind::Resync).await?;
+        end_passes_that_are_done(myself, state).await
     }
 }
 
-fn start_pass(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState, kind: PassKind) {
-    let select = match kind {
-        PassKind::Coldplug => Select::All,
-        PassKind::Resync => Select::WithModalias,
-    };
-    let mut walk = walk::devices(&state.config.sysfs, select);
-    walk::add_extra(&mut walk, &state.config.sysfs, &state.config.extra);
+/// Walks sysfs (on a blocking thread) and starts a pass over what it found. Messages wait in
+/// the mailbox meanwhile, so no other pass can start.
+async fn start_pass(
+    myself: &ActorRef<ColdplugMsg>,
+    state: &mut ColdplugState,
+    kind: PassKind,
+) -> Result<(), ActorProcessingErr> {
+    let sysfs = state.config.sysfs.clone();
+    let extra = state.config.extra.clone();
+    let also = state.config.resync_also.clone();
+    let walk = tokio::task::spawn_blocking(move || {
+        let mut walk = match kind {
+            PassKind::Coldplug => walk::devices(&sysfs, Select::All),
+            PassKind::Resync => walk::resync_devices(&sysfs, &also),
+        };
+        walk::add_extra(&mut walk, &sysfs, &extra);
+        walk
+    })
+    .await?;
     for (path, err) in &walk.errors {
         tracing::warn!(path = %path.display(), error = %err, "part of sysfs could not be walked");
     }
     state.passes += 1;
-    let mut pass = Pass::new(kind, &state.config.sysfs, walk, state.window);
+    let pass = Pass::new(kind, &state.config.sysfs, walk, state.window);
     tracing::info!(?kind, devices = pass.devices(), window = ?state.window, "replaying devices");
-    pass.pump(&mut state.uuids);
     state.pass = Some(Running {
         id: state.passes,
         pass,
         last_progress: Instant::now(),
         timer: None,
     });
+    write_next_batch(myself, state);
     schedule_tick(myself, state, state.config.settle_timeout);
-    end_pass_if_done(myself, state);
+    Ok(())
+}
+
+/// Hands the running pass's next batch of writes, if any, to a blocking thread; its outcome
+/// comes back as [`ColdplugMsg::Wrote`]. One batch at a time: a pass cannot end while one of
+/// its writes has not returned.
+fn write_next_batch(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState) {
+    let Some(running) = state.pass.as_mut() else {
+        return;
+    };
+    let Some(batch) = running.pass.next_batch(&mut state.uuids) else {
+        return;
+    };
+    let id = running.id;
+    let actor = myself.clone();
+    // Once the actor stops, the writes not yet made are not made.
+    let writer = tokio::task::spawn_blocking(move || {
+        batch.perform_until(|| !ractor::ACTIVE_STATES.contains(&actor.get_status()))
+    });
+    let actor = myself.clone();
+    tokio::spawn(async move {
+        let outcome = writer
+            .await
+            .inspect_err(|err| tracing::error!(error = %err, "a batch of uevent writes failed"))
+            .ok();
+        // The actor may be gone: nothing to tell then.
+        let _ = actor.send_message(ColdplugMsg::Wrote(id, outcome));
+    });
 }
 
 fn schedule_tick(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState, after: Duration) {
@@ -315,24 +403,46 @@ fn on_tick(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState, id: u64) {
         schedule_tick(myself, state, timeout - idle);
         return;
     }
+    let timeout_ms = timeout.as_millis() as u64;
     match running.pass.on_timeout() {
-        TimeoutAction::Retrigger(n) => {
-            tracing::warn!(devices = n, "no answer for {timeout:?}; re-triggering");
+        TimeoutAction::Retrigger(devices) => {
+            if devices > 0 {
+                tracing::warn!(devices, timeout_ms, "no answer in time; re-triggering");
+            }
+            if running.pass.is_writing() {
+                tracing::warn!(
+                    timeout_ms,
+                    "a write into a uevent file has not returned in time (a driver's uevent \
+                     callback is slow or stuck); the pass waits for it"
+                );
+            }
             running.last_progress = Instant::now();
-            running.pass.pump(&mut state.uuids);
+            write_next_batch(myself, state);
             schedule_tick(myself, state, timeout);
         }
         TimeoutAction::GiveUp => {}
     }
-    end_pass_if_done(myself, state);
 }
 
-fn end_pass_if_done(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState) {
+/// Ends the running pass if it is done, then starts the resync asked for meanwhile, if any;
+/// again while passes end at once (one over no devices does).
+async fn end_passes_that_are_done(
+    myself: &ActorRef<ColdplugMsg>,
+    state: &mut ColdplugState,
+) -> Result<(), ActorProcessingErr> {
+    while end_pass_if_done(state) && std::mem::take(&mut state.resync_pending) {
+        start_pass(myself, state, PassKind::Resync).await?;
+    }
+    Ok(())
+}
+
+/// Ends the running pass if it is done; `true` if it did.
+fn end_pass_if_done(state: &mut ColdplugState) -> bool {
     if !state.pass.as_ref().is_some_and(|r| r.pass.is_done()) {
-        return;
+        return false;
     }
     let Some(mut running) = state.pass.take() else {
-        return;
+        return false;
     };
     if let Some(timer) = running.timer.take() {
         timer.abort();
@@ -360,7 +470,5 @@ fn end_pass_if_done(myself: &ActorRef<ColdplugMsg>, state: &mut ColdplugState) {
         state.coldplug_report = Some(report.clone());
     }
     state.last_report = Some(report);
-    if std::mem::take(&mut state.resync_pending) {
-        start_pass(myself, state, PassKind::Resync);
-    }
+    true
 }

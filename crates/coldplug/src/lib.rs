@@ -10,12 +10,17 @@
 //! - **Pace and settle** ([`Pass`]): at most a window of written-but-unanswered devices, so the
 //!   replay cannot overrun the listener's socket; settled when every written UUID has come back
 //!   through the listener (matched on `SYNTH_UUID`, never on devpath). When answers stop for the
-//!   settle timeout, the silent devices are re-triggered once; after a second timeout the pass
-//!   ends unsettled and names them.
+//!   settle timeout, each silent device is re-triggered once; a device still silent at the next
+//!   timeout is given up on and named in the report, and the devices not written yet are still
+//!   written. The pass ends unsettled if it gave up on any.
 //! - **Actor** ([`Coldplug`]): subscribes to the listener, runs the coldplug pass at start, answers
 //!   [`ColdplugMsg::WaitSettled`] when it ends (and calls `on_settled`, e.g. to signal Done),
-//!   and on every listener `Resync` (or [`ColdplugMsg::Resync`]) replays the devices that have a
-//!   `modalias` file.
+//!   and on every listener `Resync` (or [`ColdplugMsg::Resync`]; those asked for while a pass
+//!   runs make one pass after it) replays the devices module loading depends on: those with a
+//!   `modalias` file and those [`ColdplugConfig::resync_also`] matches ([`walk::DeviceMatch`]:
+//!   by subsystem or name, for rules that do not go by `MODALIAS`). The walk and the writes run
+//!   on tokio's blocking threads ([`Batch`]), so a slow driver's uevent callback never holds a
+//!   worker thread that the listener's and the loader's actors need.
 //! - **Supervised** ([`runnable`]): a node of the supervision tree that starts only once the
 //!   listener is registered, signals Healthy when subscribed and Done when settled, then keeps
 //!   serving resyncs until cancelled.
@@ -66,6 +71,6 @@ pub mod walk;
 pub use actor::{
     Coldplug, ColdplugArgs, ColdplugConfig, ColdplugMsg, ColdplugState, OnSettled, Pacing,
 };
-pub use pass::{Pass, PassKind, PassReport, TimeoutAction};
+pub use pass::{Batch, BatchOutcome, Pass, PassKind, PassReport, TimeoutAction};
 pub use supervised::runnable;
 pub use uuid::{UuidSource, is_uuid};

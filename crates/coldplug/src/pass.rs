@@ -3,8 +3,15 @@
 //! A pass writes `add <uuid>` into each device's `uevent` file, keeping at most `window`
 //! written-but-unanswered devices (so the replay cannot overrun the listener's buffer), and is
 //! settled when every UUID it wrote has come back as an event's `SYNTH_UUID`. If answers stop
-//! coming, [`Pass::on_timeout`] re-triggers the unanswered devices once with fresh UUIDs, and
-//! gives up on the second timeout, naming the devices that never answered.
+//! coming, [`Pass::on_timeout`] re-triggers each silent device once with a fresh UUID, and
+//! gives up on a device that stays silent after that, naming it; the devices not written yet
+//! are still written.
+//!
+//! Writes block (a driver's uevent callback runs inside them, and some are slow), so a pass
+//! hands them out in batches ([`Pass::next_batch`]) for the caller to perform where blocking is
+//! harmless ([`Batch::perform`], e.g. in `tokio::task::spawn_blocking`) and give back
+//! ([`Pass::record`]); answers may arrive meanwhile. [`Pass::pump`] does all three in place,
+//! for synchronous callers.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -22,7 +29,8 @@ use crate::walk::{Walk, devpath};
 pub enum PassKind {
     /// The initial replay of every device.
     Coldplug,
-    /// A re-synchronisation after events may have been lost: devices with a `modalias`.
+    /// A re-synchronisation after events may have been lost: the devices module loading
+    /// depends on (with a `modalias`, or matched by `ColdplugConfig::resync_also`).
     Resync,
 }
 
@@ -45,9 +53,9 @@ pub struct PassReport {
     pub failed: Vec<(PathBuf, Errno)>,
     /// Writing stopped at `EROFS`.
     pub read_only: bool,
-    /// Devices re-triggered after the first timeout.
+    /// Devices re-triggered (after a timeout, or because events were lost), in that order.
     pub retriggered: Vec<PathBuf>,
-    /// Devices that never answered, even after the re-trigger.
+    /// Devices that were written but never answered, even after their re-trigger.
     pub unanswered: Vec<PathBuf>,
     /// Every written UUID came back.
     pub settled: bool,
@@ -60,10 +68,92 @@ pub struct PassReport {
 /// What a timeout led to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutAction {
-    /// The unanswered devices were queued again with fresh UUIDs.
+    /// The pass goes on: this many silent devices were queued again with fresh UUIDs (none
+    /// when the timeout only gave up on devices already re-triggered, or only found writes
+    /// still blocking); devices not written yet are still to be written. Pump again.
     Retrigger(usize),
-    /// Second timeout: the pass ends unsettled.
+    /// Nothing is left to write or wait for: the pass ends unsettled.
     GiveUp,
+}
+
+/// A write that takes at least this long is logged: the driver's uevent callback is slow, and
+/// a pass cannot end while one of its writes has not returned.
+const SLOW_WRITE: Duration = Duration::from_secs(1);
+
+/// Writes handed out by [`Pass::next_batch`]: perform them where blocking is harmless
+/// ([`Batch::perform`]) and give the outcome back to [`Pass::record`].
+#[derive(Debug)]
+pub struct Batch {
+    action: Action,
+    sysfs: PathBuf,
+    writes: Vec<Write>,
+}
+
+/// One write of a batch.
+#[derive(Debug)]
+struct Write {
+    index: usize,
+    dir: PathBuf,
+    uuid: String,
+}
+
+/// What came of a [`Batch`]'s writes, for [`Pass::record`].
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// Each write with its outcome; `None` if it was not attempted (after `EROFS`, or when
+    /// told to stop).
+    writes: Vec<(Write, Option<Outcome>)>,
+}
+
+impl Batch {
+    /// How many writes.
+    pub fn len(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// No writes (never the case for a batch from [`Pass::next_batch`]).
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Performs the writes in order, stopping at `EROFS`. Blocks: every write runs the
+    /// driver's uevent callback.
+    pub fn perform(self) -> BatchOutcome {
+        self.perform_until(|| false)
+    }
+
+    /// Like [`Batch::perform`], but asks `stop` before each write and attempts none once it
+    /// says `true` (e.g. the caller is shutting down); [`Pass::record`] queues those again.
+    pub fn perform_until(self, stop: impl Fn() -> bool) -> BatchOutcome {
+        let Batch {
+            action,
+            sysfs,
+            writes,
+        } = self;
+        let mut stopped = false;
+        let writes = writes
+            .into_iter()
+            .map(|write| {
+                stopped = stopped || stop();
+                if stopped {
+                    return (write, None);
+                }
+                let started = Instant::now();
+                let outcome = trigger::write(&write.dir, action, &write.uuid);
+                let took = started.elapsed();
+                if took >= SLOW_WRITE {
+                    tracing::warn!(
+                        devpath = %devpath(&sysfs, &write.dir).display(),
+                        took_ms = took.as_millis() as u64,
+                        "writing into uevent was slow (the driver's uevent callback)"
+                    );
+                }
+                stopped = outcome == Outcome::ReadOnly;
+                (write, Some(outcome))
+            })
+            .collect();
+        BatchOutcome { writes }
+    }
 }
 
 /// One replay in progress.
@@ -72,10 +162,17 @@ pub struct Pass {
     action: Action,
     sysfs: PathBuf,
     devices: Vec<PathBuf>,
+    /// Devices still to be written, by index into `devices`.
     queue: VecDeque<usize>,
+    /// Written and unanswered: UUID → device.
     outstanding: HashMap<String, usize>,
+    /// Handed out in the batch being written and not answered yet: UUID → device.
+    in_flight: HashMap<String, usize>,
+    /// A batch is out (between `next_batch` and `record`).
+    writing: bool,
+    /// Per device: already re-triggered after a timeout (its one retry is used up).
+    retried: Vec<bool>,
     window: Option<usize>,
-    retried: bool,
     started: Instant,
     report: PassReport,
 }
@@ -103,10 +200,12 @@ impl Pass {
             action: Action::Add,
             sysfs: sysfs.to_path_buf(),
             queue: (0..walk.devices.len()).collect(),
+            retried: vec![false; walk.devices.len()],
             devices: walk.devices,
             outstanding: HashMap::new(),
+            in_flight: HashMap::new(),
+            writing: false,
             window: window.map(|w| w.max(1)),
-            retried: false,
             started: Instant::now(),
             report,
         }
@@ -118,11 +217,29 @@ impl Pass {
         self
     }
 
-    /// Writes queued devices while fewer than `window` are unanswered. Returns how many were
-    /// written.
+    /// Writes queued devices while fewer than `window` are unanswered, in place (blocking).
+    /// Returns how many were written. Does nothing while a batch from [`Pass::next_batch`] is
+    /// out.
     pub fn pump(&mut self, uuids: &mut UuidSource) -> usize {
         let mut written = 0;
-        while self.window.is_none_or(|w| self.outstanding.len() < w) {
+        while let Some(batch) = self.next_batch(uuids) {
+            written += self.record(batch.perform());
+        }
+        written
+    }
+
+    /// The next writes, as many as the window has room for, each with a fresh UUID; `None` if
+    /// there is nothing to write now or a batch is already out. Answers to them count from
+    /// now on, even before [`Pass::record`] (the kernel sends the event during the write).
+    pub fn next_batch(&mut self, uuids: &mut UuidSource) -> Option<Batch> {
+        if self.writing {
+            return None;
+        }
+        let room = self.window.map_or(usize::MAX, |w| {
+            w.saturating_sub(self.outstanding.len() + self.in_flight.len())
+        });
+        let mut writes = Vec::with_capacity(room.min(self.queue.len()));
+        while writes.len() < room {
             let Some(index) = self.queue.pop_front() else {
                 break;
             };
@@ -130,34 +247,82 @@ impl Pass {
                 continue;
             };
             let uuid = uuids.next_uuid();
-            match trigger::write(dir, self.action, &uuid) {
-                Outcome::Written => {
-                    self.outstanding.insert(uuid, index);
+            self.in_flight.insert(uuid.clone(), index);
+            writes.push(Write {
+                index,
+                dir: dir.clone(),
+                uuid,
+            });
+        }
+        if writes.is_empty() {
+            return None;
+        }
+        self.writing = true;
+        Some(Batch {
+            action: self.action,
+            sysfs: self.sysfs.clone(),
+            writes,
+        })
+    }
+
+    /// Takes back the outcome of the batch that is out. Returns how many writes succeeded.
+    pub fn record(&mut self, outcome: BatchOutcome) -> usize {
+        self.writing = false;
+        let mut written = 0;
+        let mut not_attempted = Vec::new();
+        for (write, outcome) in outcome.writes {
+            let unanswered = self.in_flight.remove(&write.uuid).is_some();
+            match outcome {
+                Some(Outcome::Written) => {
                     self.report.written += 1;
                     written += 1;
+                    if unanswered {
+                        self.outstanding.insert(write.uuid, write.index);
+                    }
                 }
-                Outcome::Gone(_) => self.report.gone += 1,
-                Outcome::Failed(errno) => {
-                    self.report.failed.push((devpath(&self.sysfs, dir), errno));
+                Some(Outcome::Gone(_)) => self.report.gone += 1,
+                Some(Outcome::Failed(errno)) => {
+                    self.report
+                        .failed
+                        .push((devpath(&self.sysfs, &write.dir), errno));
                 }
-                Outcome::ReadOnly => {
-                    tracing::error!(path = %dir.display(), "sysfs is read-only: no device can be triggered");
+                Some(Outcome::ReadOnly) => {
+                    tracing::error!(
+                        devpath = %devpath(&self.sysfs, &write.dir).display(),
+                        "sysfs is read-only: no device can be triggered"
+                    );
                     self.report.read_only = true;
                     self.queue.clear();
                 }
+                None if !self.report.read_only => not_attempted.push(write.index),
+                None => {}
             }
-            if self.queue.is_empty() {
-                self.report.writing = self.started.elapsed();
-            }
+        }
+        for index in not_attempted.into_iter().rev() {
+            self.queue.push_front(index);
+        }
+        if self.queue.is_empty() {
+            self.report.writing = self.started.elapsed();
         }
         written
     }
 
+    /// The batch that is out will never be given back (the task performing it died): its
+    /// unanswered writes are taken as written, so that a timeout re-triggers them.
+    pub fn batch_lost(&mut self) {
+        self.writing = false;
+        self.outstanding.extend(self.in_flight.drain());
+    }
+
     /// Records that the event tagged `uuid` arrived; `true` if it was one of ours.
     pub fn answer(&mut self, uuid: &[u8]) -> bool {
-        let found = std::str::from_utf8(uuid)
-            .ok()
-            .and_then(|u| self.outstanding.remove(u))
+        let Ok(uuid) = std::str::from_utf8(uuid) else {
+            return false;
+        };
+        let found = self
+            .outstanding
+            .remove(uuid)
+            .or_else(|| self.in_flight.remove(uuid))
             .is_some();
         if found {
             self.report.answered += 1;
@@ -170,60 +335,85 @@ impl Pass {
         self.report.devices
     }
 
-    /// Written UUIDs that have not come back yet.
+    /// UUIDs handed out (written, or being written) that have not come back yet.
     pub fn unanswered(&self) -> usize {
-        self.outstanding.len()
+        self.outstanding.len() + self.in_flight.len()
     }
 
-    /// Nothing left to write and every written UUID came back (or was given up on).
+    /// A batch from [`Pass::next_batch`] is out.
+    pub fn is_writing(&self) -> bool {
+        self.writing
+    }
+
+    /// Nothing left to write, no write under way, and every written UUID came back (or was
+    /// given up on).
     pub fn is_done(&self) -> bool {
-        self.queue.is_empty() && self.outstanding.is_empty()
+        self.queue.is_empty()
+            && self.outstanding.is_empty()
+            && self.in_flight.is_empty()
+            && !self.writing
     }
 
-    /// Answers stopped coming: the first time, queue the unanswered devices again (they get
-    /// fresh UUIDs when written); the second time, give up on them.
+    /// Answers stopped coming: the written devices still silent are queued again (fresh UUIDs
+    /// when written) if this is their first timeout, and given up on (named in
+    /// [`PassReport::unanswered`]) if they were re-triggered already. Devices not written yet,
+    /// and writes still under way, are left alone: the pass goes on with them.
     pub fn on_timeout(&mut self) -> TimeoutAction {
-        if self.retried {
-            let mut missing: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
-            missing.sort_unstable();
-            let paths = self.devpaths(&missing);
-            tracing::warn!(devices = ?paths, "devices never answered the coldplug trigger");
-            self.report.unanswered.extend(paths);
-            self.queue.clear();
+        let mut silent: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
+        silent.sort_unstable();
+        let (give_up, retry): (Vec<usize>, Vec<usize>) = silent
+            .into_iter()
+            .partition(|&i| self.retried.get(i).copied().unwrap_or(true));
+        if !give_up.is_empty() {
+            let devpaths = self.devpaths(&give_up);
+            tracing::warn!(
+                devices = devpaths.len(),
+                ?devpaths,
+                "devices never answered, even when triggered once more; giving up on them"
+            );
+            self.report.unanswered.extend(devpaths);
+        }
+        for &i in &retry {
+            if let Some(retried) = self.retried.get_mut(i) {
+                *retried = true;
+            }
+        }
+        let requeued = self.queue_first(
+            retry,
+            "devices did not answer in time; triggering them once more",
+        );
+        if self.is_done() {
             TimeoutAction::GiveUp
         } else {
-            self.retried = true;
-            TimeoutAction::Retrigger(
-                self.requeue_outstanding(
-                    "devices did not answer in time; triggering them once more",
-                ),
-            )
+            TimeoutAction::Retrigger(requeued)
         }
     }
 
     /// Events were lost (the listener's `Resync`): the devices still unanswered may never be
     /// answered, so queue them again now (fresh UUIDs) instead of waiting for the settle
-    /// timeout. This does not use up the pass's one re-trigger after a timeout. An answer to the
+    /// timeout. This does not use up their one re-trigger after a timeout. An answer to the
     /// old write that still arrives is ignored; the device is then triggered twice, which is
-    /// harmless. Returns how many were queued.
+    /// harmless. Writes still under way are left alone (a lost answer of theirs is caught by
+    /// the timeout). Returns how many were queued.
     pub fn retrigger_outstanding(&mut self) -> usize {
-        self.requeue_outstanding(
+        let mut missing: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
+        missing.sort_unstable();
+        self.queue_first(
+            missing,
             "events may have been lost; triggering the unanswered devices again",
         )
     }
 
-    /// Queues the unanswered devices again, first in line and in walk order, and records them
-    /// as re-triggered. Returns how many.
-    fn requeue_outstanding(&mut self, why: &str) -> usize {
-        let mut missing: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
-        missing.sort_unstable();
-        let paths = self.devpaths(&missing);
-        if !paths.is_empty() {
-            tracing::warn!(devices = ?paths, "{why}");
+    /// Queues the devices `indices` (sorted) first in line, in that order, and records them as
+    /// re-triggered. Returns how many.
+    fn queue_first(&mut self, indices: Vec<usize>, why: &str) -> usize {
+        let devpaths = self.devpaths(&indices);
+        if !devpaths.is_empty() {
+            tracing::warn!(devices = devpaths.len(), ?devpaths, "{why}");
         }
-        self.report.retriggered.extend(paths);
-        let n = missing.len();
-        for index in missing.into_iter().rev() {
+        self.report.retriggered.extend(devpaths);
+        let n = indices.len();
+        for index in indices.into_iter().rev() {
             self.queue.push_front(index);
         }
         n
@@ -240,7 +430,9 @@ impl Pass {
 
     /// Ends the pass and returns its report.
     pub fn finish(mut self) -> PassReport {
-        self.report.settled = self.outstanding.is_empty() && self.report.unanswered.is_empty();
+        self.report.settled = self.outstanding.is_empty()
+            && self.in_flight.is_empty()
+            && self.report.unanswered.is_empty();
         self.report.elapsed = self.started.elapsed();
         if self.report.writing.is_zero() {
             self.report.writing = self.report.elapsed;
@@ -265,6 +457,11 @@ mod tests {
             std::os::unix::fs::symlink("../../bus/x", dir.join("subsystem")).unwrap();
         }
         tmp
+    }
+
+    fn written_uuid_or_none(tmp: &Path, i: usize) -> Option<String> {
+        let content = fs::read_to_string(tmp.join(format!("devices/dev{i:02}/uevent"))).ok()?;
+        content.strip_prefix("add ").map(str::to_owned)
     }
 
     fn written_uuid(tmp: &Path, i: usize) -> String {
@@ -331,6 +528,79 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_written_apart_from_the_pass_and_answers_count_before_it_is_given_back() {
+        let tmp = tree(3);
+        let mut uuids = uuids();
+        let mut pass = pass_over(tmp.path(), Some(2));
+        let batch = pass.next_batch(&mut uuids).expect("a batch");
+        assert_eq!(batch.len(), 2);
+        assert!(pass.next_batch(&mut uuids).is_none(), "one batch at a time");
+        assert_eq!(pass.pump(&mut uuids), 0, "nor a pump while a batch is out");
+        let outcome = batch.perform();
+        // The kernel answers during the write: before the outcome is given back.
+        assert!(pass.answer(written_uuid(tmp.path(), 0).as_bytes()));
+        assert!(!pass.is_done());
+        assert_eq!(pass.record(outcome), 2);
+        assert_eq!(pass.unanswered(), 1);
+        assert!(pass.answer(written_uuid(tmp.path(), 1).as_bytes()));
+        assert_eq!(pass.pump(&mut uuids), 1);
+        assert!(pass.answer(written_uuid(tmp.path(), 2).as_bytes()));
+        assert!(pass.is_done());
+        let report = pass.finish();
+        assert!(report.settled);
+        assert_eq!((report.written, report.answered), (3, 3));
+    }
+
+    #[test]
+    fn writes_not_made_are_queued_again_and_a_lost_batch_is_left_to_the_timeout() {
+        let tmp = tree(3);
+        let mut uuids = uuids();
+        let mut pass = pass_over(tmp.path(), None);
+        let batch = pass.next_batch(&mut uuids).expect("a batch");
+        let asked = std::cell::Cell::new(0);
+        // Stop after the first write.
+        let outcome = batch.perform_until(|| {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        });
+        assert_eq!(pass.record(outcome), 1);
+        assert!(written_uuid_or_none(tmp.path(), 1).is_none(), "not written");
+        assert_eq!(pass.unanswered(), 1);
+
+        let batch = pass.next_batch(&mut uuids).expect("the rest");
+        assert_eq!(batch.len(), 2);
+        drop(batch);
+        pass.batch_lost();
+        assert_eq!(pass.unanswered(), 3);
+        assert_eq!(pass.on_timeout(), TimeoutAction::Retrigger(3));
+        assert_eq!(pass.pump(&mut uuids), 3);
+        for i in 0..3 {
+            assert!(pass.answer(written_uuid(tmp.path(), i).as_bytes()));
+        }
+        assert!(pass.is_done());
+        assert!(pass.finish().settled);
+    }
+
+    #[test]
+    fn a_write_still_under_way_is_neither_retriggered_nor_given_up_on() {
+        let tmp = tree(2);
+        let mut uuids = uuids();
+        let mut pass = pass_over(tmp.path(), Some(1));
+        assert_eq!(pass.pump(&mut uuids), 1);
+        assert!(pass.answer(written_uuid(tmp.path(), 0).as_bytes()));
+        let batch = pass.next_batch(&mut uuids).expect("dev01");
+        for _ in 0..3 {
+            assert_eq!(pass.on_timeout(), TimeoutAction::Retrigger(0));
+        }
+        assert!(!pass.is_done(), "the pass waits for the write");
+        pass.record(batch.perform());
+        assert!(pass.answer(written_uuid(tmp.path(), 1).as_bytes()));
+        let report = pass.finish();
+        assert!(report.settled, "{report:?}");
+        assert!(report.retriggered.is_empty());
+    }
+
+    #[test]
     fn an_answer_is_matched_by_uuid_never_by_a_repeated_one() {
         let tmp = tree(1);
         let mut uuids = uuids();
@@ -372,6 +642,53 @@ mod tests {
             report.failed,
             [(PathBuf::from("/devices/dev02"), Errno::EISDIR)]
         );
+    }
+
+    /// Plays the kernel for the devices of the tree at `tmp` that are not `silent` until the
+    /// pass ends: answers every write of theirs, and calls a timeout whenever nothing else can
+    /// happen.
+    fn run_to_the_end(tmp: &Path, mut pass: Pass, silent: &[usize]) -> PassReport {
+        let mut uuids = uuids();
+        for _ in 0..100 {
+            pass.pump(&mut uuids);
+            let mut answered = false;
+            for i in (0..pass.devices()).filter(|i| !silent.contains(i)) {
+                if let Some(uuid) = written_uuid_or_none(tmp, i) {
+                    answered |= pass.answer(uuid.as_bytes());
+                }
+            }
+            if pass.is_done() {
+                return pass.finish();
+            }
+            if !answered {
+                pass.on_timeout();
+            }
+        }
+        panic!("the pass did not end: {pass:?}");
+    }
+
+    #[test]
+    fn giving_up_on_the_silent_still_writes_the_devices_not_written_yet() {
+        let tmp = tree(8);
+        let silent = [1, 4, 6];
+        let report = run_to_the_end(tmp.path(), pass_over(tmp.path(), Some(2)), &silent);
+        let devpaths = |indices: &[usize]| -> Vec<PathBuf> {
+            indices
+                .iter()
+                .map(|i| PathBuf::from(format!("/devices/dev{i:02}")))
+                .collect()
+        };
+        let unwritten: Vec<usize> = (0..8)
+            .filter(|&i| written_uuid_or_none(tmp.path(), i).is_none())
+            .collect();
+        assert!(
+            unwritten.is_empty(),
+            "never written: {unwritten:?}\n{report:?}"
+        );
+        assert_eq!(report.unanswered, devpaths(&silent), "{report:?}");
+        assert_eq!(report.retriggered, devpaths(&silent));
+        assert_eq!((report.answered, report.written), (5, 11));
+        assert!(!report.settled);
     }
 
     #[test]

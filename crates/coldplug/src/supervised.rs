@@ -13,8 +13,8 @@ use crate::pass::PassReport;
 /// started with `actor_runnable(Some(name), ..)`); without it, it fails, and the supervisor
 /// retries with backoff, so coldplug never writes before a socket listens (R15). It signals
 /// Healthy once the coldplug actor has subscribed, and Done once the replay has settled (or
-/// given up); it then stays, replaying devices with a `modalias` on every listener `Resync`,
-/// until its context is cancelled. If the actor dies, the node dies (and is restarted, which
+/// given up); it then stays, replaying the devices module loading depends on (see
+/// [`ColdplugConfig::resync_also`]) on every listener `Resync`, until its context is cancelled. If the actor dies, the node dies (and is restarted, which
 /// replays everything again).
 pub fn runnable(listener_name: impl Into<String>, config: ColdplugConfig) -> Runnable {
     let listener_name = listener_name.into();

@@ -1,6 +1,8 @@
 //! Finding the devices under a sysfs tree (rule R16).
 
+use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
@@ -10,9 +12,84 @@ use walkdir::WalkDir;
 pub enum Select {
     /// Every device the kernel announces.
     All,
-    /// Only those that also have a `modalias` file (what a resynchronisation needs: module
-    /// loading is driven by `MODALIAS`).
+    /// Only those that also have a `modalias` file (module loading is mostly driven by
+    /// `MODALIAS`; a resync also replays the devices of a [`DeviceMatch`], see
+    /// [`resync_devices`]).
     WithModalias,
+}
+
+/// Devices picked by what they are rather than by a `modalias` file: rules outside the
+/// `MODALIAS` lookup load modules on their `add` events (udev's driver rules act on
+/// `SUBSYSTEM=="tifm"`, `KERNEL=="mtd*ro"`, ...), so a resync must replay them too. A device
+/// matches when its subsystem is one of `subsystems` or its name matches one of `names`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceMatch {
+    /// Subsystems, by the name of their directory in sysfs (the last component of the
+    /// device's `subsystem` link), e.g. `tifm`.
+    pub subsystems: Vec<String>,
+    /// Globs on the device's kernel name (its directory's name, e.g. `mtd0ro`): `*` matches
+    /// any run of characters, `?` any one; every other character matches itself.
+    pub names: Vec<String>,
+}
+
+impl DeviceMatch {
+    /// Matches nothing.
+    pub fn is_empty(&self) -> bool {
+        self.subsystems.is_empty() && self.names.is_empty()
+    }
+
+    /// Whether the device at `dir` matches (by its name, then by its `subsystem` link; a link
+    /// that cannot be read matches no subsystem).
+    pub fn matches(&self, dir: &Path) -> bool {
+        let by_name = dir.file_name().is_some_and(|name| {
+            self.names
+                .iter()
+                .any(|glob| glob_matches(glob.as_bytes(), name.as_bytes()))
+        });
+        by_name
+            || (!self.subsystems.is_empty()
+                && subsystem(dir).is_some_and(|subsystem| {
+                    self.subsystems
+                        .iter()
+                        .any(|s| s.as_bytes() == subsystem.as_bytes())
+                }))
+    }
+}
+
+/// The subsystem of the device at `dir`: the last component of its `subsystem` link.
+pub fn subsystem(dir: &Path) -> Option<OsString> {
+    let target = std::fs::read_link(dir.join("subsystem")).ok()?;
+    Some(target.file_name()?.to_os_string())
+}
+
+/// Whether `name` matches `glob` (`*`: any run of bytes, `?`: any one byte). Iterative, in
+/// time proportional to the product of the lengths at worst: names come from sysfs.
+fn glob_matches(glob: &[u8], name: &[u8]) -> bool {
+    let (mut g, mut n) = (0, 0);
+    // The last `*` seen, and where in `name` the run it matches currently ends.
+    let mut star: Option<(usize, usize)> = None;
+    while let Some(&byte) = name.get(n) {
+        match glob.get(g) {
+            Some(b'*') => {
+                star = Some((g, n));
+                g += 1;
+            }
+            Some(&c) if c == b'?' || c == byte => {
+                g += 1;
+                n += 1;
+            }
+            _ => match star {
+                // Let the last `*` swallow one more byte and try again from there.
+                Some((star_g, star_n)) => {
+                    g = star_g + 1;
+                    n = star_n + 1;
+                    star = Some((star_g, star_n + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    glob.get(g..).unwrap_or_default().iter().all(|&c| c == b'*')
 }
 
 /// The devices found, parents before children, and what could not be read.
@@ -30,7 +107,25 @@ pub struct Walk {
 /// kobjects whose events the kernel filters out (`dev_uevent_filter`): writing into their
 /// `uevent` succeeds but sends nothing, so they are not listed. A directory is listed before
 /// anything below it; siblings are sorted by name.
+///
+/// Blocking (it reads directories and links): in async code, call it off the runtime's
+/// worker threads.
 pub fn devices(sysfs: &Path, select: Select) -> Walk {
+    walk(sysfs, |dir| select == Select::All || has_modalias(dir))
+}
+
+/// The devices a resync replays: those with a `modalias` file and those `also` matches, in
+/// the order of [`devices`]. Blocking, like [`devices`].
+pub fn resync_devices(sysfs: &Path, also: &DeviceMatch) -> Walk {
+    walk(sysfs, |dir| has_modalias(dir) || also.matches(dir))
+}
+
+fn has_modalias(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir.join("modalias")).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// The devices under `sysfs/devices` that `keep` accepts.
+fn walk(sysfs: &Path, keep: impl Fn(&Path) -> bool) -> Walk {
     let mut walk = Walk::default();
     for entry in WalkDir::new(sysfs.join("devices"))
         .follow_links(false)
@@ -53,10 +148,9 @@ pub fn devices(sysfs: &Path, select: Select) -> Walk {
         }
         let dir = entry.path();
         let kind = |name: &str| std::fs::symlink_metadata(dir.join(name)).map(|m| m.file_type());
-        let is_file = |name: &str| kind(name).is_ok_and(|t| t.is_file());
-        if is_file("uevent")
+        if kind("uevent").is_ok_and(|t| t.is_file())
             && kind("subsystem").is_ok_and(|t| t.is_symlink())
-            && (select == Select::All || is_file("modalias"))
+            && keep(dir)
         {
             walk.devices.push(dir.to_path_buf());
         }
@@ -135,6 +229,75 @@ mod tests {
 
         let with_modalias = devices(root, Select::WithModalias);
         assert_eq!(with_modalias.devices.len(), 3);
+    }
+
+    #[test]
+    fn globs_match_runs_and_single_characters_without_backtracking_blowup() {
+        for (glob, name, expected) in [
+            ("mtd*ro", "mtd0ro", true),
+            ("mtd*ro", "mtdro", true),
+            ("mtd*ro", "mtd12roro", true),
+            ("mtd*ro", "mtd0rox", false),
+            ("mtd*ro", "xmtd0ro", false),
+            ("mtd?ro", "mtd0ro", true),
+            ("mtd?ro", "mtd10ro", false),
+            ("*", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("a**b", "ab", true),
+        ] {
+            assert_eq!(
+                glob_matches(glob.as_bytes(), name.as_bytes()),
+                expected,
+                "{glob:?} on {name:?}"
+            );
+        }
+        let long = "a".repeat(4096);
+        assert!(!glob_matches(b"*a*a*a*a*a*a*b", long.as_bytes()));
+    }
+
+    #[test]
+    fn a_resync_lists_devices_with_a_modalias_and_those_matched_by_subsystem_or_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        device(root, "devices/pci0000:00/0000:00:01.0", true);
+        device(root, "devices/pci0000:00/0000:00:02.0", false);
+        for (rel, subsystem) in [
+            ("devices/pci0000:00/0000:00:02.0/tifm0:1", "tifm"),
+            ("devices/virtual/mtd/mtd0", "mtd"),
+            ("devices/virtual/mtd/mtd0ro", "mtd"),
+        ] {
+            fs::create_dir_all(root.join(rel)).unwrap();
+            fs::write(root.join(rel).join("uevent"), "").unwrap();
+            std::os::unix::fs::symlink(
+                format!("../../../../bus/{subsystem}"),
+                root.join(rel).join("subsystem"),
+            )
+            .unwrap();
+        }
+        let also = DeviceMatch {
+            subsystems: vec!["tifm".into()],
+            names: vec!["mtd*ro".into()],
+        };
+        let rel = |walk: Walk| -> Vec<String> {
+            walk.devices
+                .iter()
+                .map(|d| devpath(root, d).display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            rel(resync_devices(root, &also)),
+            [
+                "/devices/pci0000:00/0000:00:01.0",
+                "/devices/pci0000:00/0000:00:02.0/tifm0:1",
+                "/devices/virtual/mtd/mtd0ro",
+            ]
+        );
+        assert_eq!(
+            rel(resync_devices(root, &DeviceMatch::default())),
+            rel(devices(root, Select::WithModalias)),
+            "with nothing to match, a resync lists the devices with a modalias"
+        );
     }
 
     #[test]

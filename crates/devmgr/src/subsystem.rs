@@ -444,6 +444,18 @@ async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
             .iter()
             .map(std::path::PathBuf::from)
             .collect(),
+        // The devices the driver rules act on without a modalias: replayed after lost events
+        // like the devices with one.
+        resync_also: coldplug::walk::DeviceMatch {
+            subsystems: kmod_loader::load::rules::RULE_SUBSYSTEMS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            names: kmod_loader::load::rules::RULE_NAMES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        },
         ..coldplug::ColdplugConfig::default()
     };
     coldplug::supervised::run(

@@ -24,6 +24,13 @@ use uevent::{Action, Uevent};
 /// mount; a replay triggers them too.
 pub const REPLAYED: &[&str] = &["module/parport_pc"];
 
+/// Subsystems of devices a rule acts on whether or not they have a `modalias`: a replay after
+/// lost events must trigger them too.
+pub const RULE_SUBSYSTEMS: &[&str] = &["tifm", "memstick", "i2o"];
+
+/// Kernel names (globs) of devices a rule acts on whether or not they have a `modalias`.
+pub const RULE_NAMES: &[&str] = &["mtd*ro"];
+
 /// The modules the driver rules name for `event` (empty for most events).
 pub fn rule_modules(event: &Uevent) -> &'static [&'static str] {
     if event.action() != Action::Add {
@@ -75,6 +82,24 @@ mod tests {
         assert!(rule_modules(&other).is_empty());
         let removed = event(Action::Remove, "/module/parport_pc", "module", &[]);
         assert!(rule_modules(&removed).is_empty());
+    }
+
+    #[test]
+    fn the_replayed_subsystems_and_names_are_those_the_rules_act_on() {
+        for subsystem in RULE_SUBSYSTEMS {
+            let e = event(
+                Action::Add,
+                "/devices/x/dev0",
+                subsystem,
+                &[("TIFM_CARD_TYPE", "SD")],
+            );
+            assert!(!rule_modules(&e).is_empty(), "{subsystem}");
+        }
+        for name in RULE_NAMES {
+            let devpath = format!("/devices/virtual/mtd/{}", name.replace('*', "0"));
+            let e = event(Action::Add, &devpath, "mtd", &[("MTD_FTL", "smartmedia")]);
+            assert!(!rule_modules(&e).is_empty(), "{name}");
+        }
     }
 
     #[test]
