@@ -120,8 +120,21 @@ pub fn resync_devices(sysfs: &Path, also: &DeviceMatch) -> Walk {
     walk(sysfs, |dir| has_modalias(dir) || also.matches(dir))
 }
 
+/// Whether the device announces a `MODALIAS`: it has a `modalias` file, or its `uevent` file
+/// holds a `MODALIAS=` line (CPUs: the kernel adds theirs to the event only, and the
+/// `modalias` file is their parent's).
 fn has_modalias(dir: &Path) -> bool {
-    std::fs::symlink_metadata(dir.join("modalias")).is_ok_and(|m| m.file_type().is_file())
+    if std::fs::symlink_metadata(dir.join("modalias")).is_ok_and(|m| m.file_type().is_file()) {
+        return true;
+    }
+    // A device's uevent text is a few hundred bytes; read no more than a page.
+    let mut text = Vec::with_capacity(512);
+    std::fs::File::open(dir.join("uevent"))
+        .and_then(|file| io::Read::read_to_end(&mut io::Read::take(file, 4096), &mut text))
+        .is_ok_and(|_| {
+            text.split(|b| *b == b'\n')
+                .any(|line| line.starts_with(b"MODALIAS="))
+        })
 }
 
 /// The devices under `sysfs/devices` that `keep` accepts.
@@ -189,6 +202,32 @@ mod tests {
         if modalias {
             fs::write(dir.join("modalias"), "pci:v1").unwrap();
         }
+    }
+
+    #[test]
+    fn a_device_with_its_modalias_only_in_its_uevent_is_one_with_a_modalias() {
+        // /sys/devices/system/cpu/cpu0: MODALIAS=cpu:type:… in the event, no modalias file.
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        device(root, "devices/system/cpu/cpu0", false);
+        fs::write(
+            root.join("devices/system/cpu/cpu0/uevent"),
+            "DRIVER=processor\nMODALIAS=cpu:type:x86,ven0000fam0006mod003F:feature:,0080\n",
+        )
+        .unwrap();
+        device(root, "devices/system/memory/memory0", false);
+        fs::write(
+            root.join("devices/system/memory/memory0/uevent"),
+            "DEVTYPE=x\n",
+        )
+        .unwrap();
+        let walk = devices(root, Select::WithModalias);
+        let rel: Vec<_> = walk
+            .devices
+            .iter()
+            .map(|d| devpath(root, d).display().to_string())
+            .collect();
+        assert_eq!(rel, ["/devices/system/cpu/cpu0"]);
     }
 
     #[test]
