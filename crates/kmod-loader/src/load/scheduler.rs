@@ -1,6 +1,6 @@
 //! Running load plans: one load in flight per module (others await its result), independent
 //! modules in parallel on a bounded pool, and the kernel asked afresh each time whether a
-//! module is in (see `docs/` for the loader's rules).
+//! module is in (the rules are in the crate docs, "Loading").
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
