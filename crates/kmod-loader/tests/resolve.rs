@@ -406,3 +406,18 @@ fn the_loaders_plans_apply_the_blacklist_to_modules_named_directly_too() {
     let r = resolver(&f, "", "");
     assert_eq!(r.module_plans("pcspkr").expect("plans").len(), 1);
 }
+
+#[test]
+fn an_install_line_for_a_builtin_module_is_never_run_by_the_loader() {
+    // libkmod counts a builtin module as in the kernel before it looks at install commands.
+    let f = fixture("");
+    let r = resolver(&f, "install ext4 /bin/false\n", "");
+    let plans = r.module_plans("ext4").expect("plans");
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].steps[0].action, LoadAction::Builtin);
+    // modprobe --show-depends ignores what is loaded and prints the command.
+    assert!(matches!(
+        r.plan("ext4").expect("plan").steps[..],
+        [Step::Install { .. }]
+    ));
+}

@@ -193,7 +193,11 @@ impl Actor for LoaderActor {
 impl LoaderState {
     fn reload_if_changed(&mut self) {
         match self.args.resolver.reload_if_changed() {
-            Ok(true) => self.stats.reloads += 1,
+            Ok(true) => {
+                self.stats.reloads += 1;
+                // New modules or new options may bind where the old ones found no device.
+                self.cache = Arc::default();
+            }
             Ok(false) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "module index changed but cannot be reloaded; keeping the old one")
@@ -445,6 +449,55 @@ mod tests {
         // ata_generic's load started only after ata_piix's ended: with the other alias's
         // load beside them, never more than two loads at once.
         assert_eq!(kernel.max_in_flight(), 2, "{order:?}");
+        actor.stop(None);
+    }
+
+    /// Plans from a map, and a reload (a changed index or modprobe.d) when `changed` is set.
+    struct Reloading(
+        HashMap<String, Vec<ModulePlan>>,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
+
+    impl PlanSource for Reloading {
+        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String> {
+            Ok(self.0.get(modalias).cloned().unwrap_or_default())
+        }
+
+        fn reload_if_changed(&mut self) -> Result<bool, String> {
+            Ok(self.1.swap(false, std::sync::atomic::Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_forgets_the_no_device_answers() {
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let alias = "platform:pcspkr";
+        let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let plans = HashMap::from([(alias.to_string(), vec![plan(modules.path(), "pcspkr", &[])])]);
+        let kernel = Arc::new(FakeKernel::new(Duration::ZERO).failing("pcspkr", Errno::ENODEV));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
+        let args = LoaderArgs {
+            resolver: Box::new(Reloading(plans, Arc::clone(&changed))),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let replay = |seqnum| {
+            actor
+                .send_message(LoaderMsg::Events(vec![event(seqnum, alias, true)], None))
+                .unwrap()
+        };
+        replay(1);
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        replay(2);
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(kernel.calls("pcspkr"), 1, "ENODEV remembered for replays");
+        // An administrator changes modprobe.d (e.g. an option) and replays the devices.
+        changed.store(true, std::sync::atomic::Ordering::SeqCst);
+        replay(3);
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(kernel.calls("pcspkr"), 2, "tried again after the reload");
         actor.stop(None);
     }
 

@@ -28,8 +28,16 @@ impl Resolver {
             if let Some(entry) = self.index().dep_entry(&found.name)? {
                 hard.extend(entry.deps.into_iter().map(|(name, _)| name));
             }
-            let steps = self
-                .probe_steps(found)?
+            let probe = self.probe_steps(found)?;
+            let mut builtin = HashSet::new();
+            for step in &probe {
+                if let Step::Install { module, .. } = step
+                    && self.index().is_builtin(module)?
+                {
+                    builtin.insert(module.clone());
+                }
+            }
+            let steps = probe
                 .into_iter()
                 .filter_map(|step| {
                     let soft = !hard.contains(step.module());
@@ -50,6 +58,16 @@ impl Resolver {
                             options: String::new(),
                             soft,
                         }),
+                        // Built in: already in the kernel, so libkmod never runs its command
+                        // (`modprobe --show-depends` ignores what is loaded and prints it).
+                        Step::Install { module, .. } if builtin.contains(&module) => {
+                            Some(LoadStep {
+                                module,
+                                action: LoadAction::Builtin,
+                                options: String::new(),
+                                soft,
+                            })
+                        }
                         Step::Install {
                             module,
                             command,
