@@ -2,12 +2,13 @@
 //! next to the bare walk + write that udevadm trigger (without --settle) does.
 //!
 //! Needs root and the real `/sys` (it writes `add` into every device's `uevent` file); prints
-//! why and exits 0 otherwise. Run with `cargo bench -p coldplug --bench coldplug`.
+//! why and exits 0 otherwise. Run with `cargo bench -p coldplug --bench coldplug`; figures in
+//! `crates/coldplug/BENCH.md`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use coldplug::walk::{Select, devices};
+use coldplug::walk::{Select, list};
 use coldplug::{Coldplug, ColdplugArgs, ColdplugConfig, ColdplugMsg, Pass, PassKind, UuidSource};
 use listener::{Listener, ListenerConfig};
 use ractor::{Actor, call_t};
@@ -22,7 +23,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 /// Walk + write every device, no listener, no waiting.
 fn bare(sysfs: &Path) -> (Duration, usize) {
     let start = Instant::now();
-    let walk = devices(sysfs, Select::All);
+    let walk = list(sysfs, Select::All);
     let mut pass = Pass::new(PassKind::Coldplug, sysfs, walk, None);
     let written = pass.pump(&mut UuidSource::new(Path::new(
         "/proc/sys/kernel/random/uuid",

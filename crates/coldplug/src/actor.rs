@@ -179,7 +179,8 @@ impl Actor for Coldplug {
         } = args;
         let subscription = Subscription::to_actor(myself)
             .filter(Filter::actions([Action::Add]))
-            .capacity(SUBSCRIPTION_CAPACITY);
+            .capacity(SUBSCRIPTION_CAPACITY)
+            .named("coldplug");
         let subscription = call!(listener, ListenerMsg::Subscribe, subscription)?;
         // Reading the UUID file is blocking I/O too (brief, but its path is configurable).
         let random_uuid = config.random_uuid.clone();
@@ -332,10 +333,10 @@ async fn start_pass(
     let also = state.config.resync_also.clone();
     let walk = tokio::task::spawn_blocking(move || {
         let mut walk = match kind {
-            PassKind::Coldplug => walk::devices(&sysfs, Select::All),
-            PassKind::Resync => walk::resync_devices(&sysfs, &also),
+            PassKind::Coldplug => walk::list(&sysfs, Select::All),
+            PassKind::Resync => walk::resync_list(&sysfs, &also),
         };
-        walk::add_extra(&mut walk, &sysfs, &extra);
+        walk.add_extra(&sysfs, &extra);
         walk
     })
     .await?;

@@ -1,8 +1,13 @@
 //! Coldplug: replay an `add` event for every device that existed before devmgr started, and
 //! know when the replay is complete.
 //!
-//! - **Walk** ([`walk::devices`]): `<sysfs>/devices` without following symlinks, parents before
-//!   children, every directory with a regular `uevent` file.
+//! - **Walk** ([`walk::list`]): `<sysfs>/devices` without following symlinks, parents before
+//!   children, every directory with a regular `uevent` file and a `subsystem` link, found from
+//!   one read of each directory (the entries' types come with them: nothing is `stat`ed). The
+//!   walk holds one path and the names in the directories on it; the devices found are kept
+//!   front-coded ([`walk::DeviceList`]: mostly the part of each path that differs from the one
+//!   before), so a pass's heap grows by tens of bytes per device, not by whole paths
+//!   ([`walk::devices`] gives the same list as whole paths).
 //! - **Write** ([`trigger::add`]): `add <uuid>` into each `uevent` file, a fresh UUID per write,
 //!   so the kernel sends `SYNTH_UUID=<uuid>`. `ENOENT`/`ENODEV` (device gone, driver refuses)
 //!   are counted and skipped, `EROFS` stops the writes, any other error is logged, counted and
@@ -39,27 +44,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Performance: the cost of certainty
+//! # Performance
 //!
-//! `cargo bench -p coldplug --bench coldplug` (root, real `/sys`): the bare walk + write of
-//! every device (what `udevadm trigger` does without `--settle`) next to a full coldplug that
-//! waits until every written UUID came back through a 128 MiB listener (paced, window 1024),
-//! medians of 11 rounds each, optimised bench profile, on the build machine (2 shared cores,
-//! other builds running) on 2026-11-26:
-//!
-//! | run | devices | bare walk + write | coldplug + settle | ratio |
-//! |---|---|---|---|---|
-//! | 1 | 390 | 14.37 ms | 15.15 ms | 1.05× |
-//! | 2 | 390 | 14.40 ms | 16.14 ms | 1.12× |
-//!
-//! Knowing that every device was replayed costs 5–12 % over not knowing; most of either run is
-//! the walk of sysfs itself.
+//! Knowing that every device was replayed costs little over not knowing, because most of
+//! either run is the walk of sysfs itself; the figures (the cost of certainty, and a `/sys` of
+//! 100,000 devices) and the commands that measure them are in `BENCH.md`.
 //!
 //! # Dependencies
 //!
-//! `walkdir` for the sysfs walk, `nix` for errno values, `ractor`/`tokio` for the actor,
-//! `supervisor` for the supervised runnable, `listener` and `uevent` for the events,
-//! `tracing`.
+//! `nix` for errno values, `ractor`/`tokio` for the actor, `supervisor` for the supervised
+//! runnable, `listener` and `uevent` for the events, `tracing`. (`walkdir`, which the walk used
+//! before, is now only the reference of a test.)
 
 mod actor;
 mod pass;

@@ -12,17 +12,24 @@
 //! harmless ([`Batch::perform`], e.g. in `tokio::task::spawn_blocking`) and give back
 //! ([`Pass::record`]); answers may arrive meanwhile. [`Pass::pump`] does all three in place,
 //! for synchronous callers.
+//!
+//! What a pass holds per device is kept small, for a `/sys` of 100,000 devices: the walk's
+//! paths in a compact [`DeviceList`] (shared with the batches, which decode the paths they
+//! write), a cursor for the devices not written yet, and nothing else for a device that
+//! answers; per UUID waited for, a 128-bit tag and an index (at most the window, or every
+//! device when unpaced); a batch is at most [`MAX_BATCH`] writes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use uevent::Action;
 
 use crate::trigger::{self, Outcome};
-use crate::uuid::UuidSource;
-use crate::walk::{Walk, devpath};
+use crate::uuid::{Tag, UuidSource};
+use crate::walk::{DeviceList, Listing, devpath};
 
 /// Why a pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,21 +87,25 @@ pub enum TimeoutAction {
 /// a pass cannot end while one of its writes has not returned.
 const SLOW_WRITE: Duration = Duration::from_secs(1);
 
+/// The most writes a batch holds, paced or not: unpaced, a pass writes every device in
+/// batches of this size, one after the other, rather than in one batch as large as the walk.
+const MAX_BATCH: usize = 1024;
+
 /// Writes handed out by [`Pass::next_batch`]: perform them where blocking is harmless
 /// ([`Batch::perform`]) and give the outcome back to [`Pass::record`].
 #[derive(Debug)]
 pub struct Batch {
     action: Action,
     sysfs: PathBuf,
+    devices: Arc<DeviceList>,
     writes: Vec<Write>,
 }
 
-/// One write of a batch.
+/// One write of a batch: the device, by index into the pass's list, and its UUID.
 #[derive(Debug)]
 struct Write {
     index: usize,
-    dir: PathBuf,
-    uuid: String,
+    uuid: Tag,
 }
 
 /// What came of a [`Batch`]'s writes, for [`Pass::record`].
@@ -128,6 +139,7 @@ impl Batch {
         let Batch {
             action,
             sysfs,
+            devices,
             writes,
         } = self;
         let mut stopped = false;
@@ -138,12 +150,16 @@ impl Batch {
                 if stopped {
                     return (write, None);
                 }
+                let Some(dir) = devices.get(write.index) else {
+                    // Not a device of the list (never the case): as one that is gone.
+                    return (write, Some(Outcome::Gone(Errno::ENOENT)));
+                };
                 let started = Instant::now();
-                let outcome = trigger::write(&write.dir, action, &write.uuid);
+                let outcome = trigger::write(&dir, action, &write.uuid.to_string());
                 let took = started.elapsed();
                 if took >= SLOW_WRITE {
                     tracing::warn!(
-                        devpath = %devpath(&sysfs, &write.dir).display(),
+                        devpath = %devpath(&sysfs, &dir).display(),
                         took_ms = took.as_millis() as u64,
                         "writing into uevent was slow (the driver's uevent callback)"
                     );
@@ -161,30 +177,41 @@ impl Batch {
 pub struct Pass {
     action: Action,
     sysfs: PathBuf,
-    devices: Vec<PathBuf>,
-    /// Devices still to be written, by index into `devices`.
-    queue: VecDeque<usize>,
+    /// The devices, shared with the batches out.
+    devices: Arc<DeviceList>,
+    /// Devices to be written before those from `next` on (re-triggered, or not attempted), by
+    /// index into `devices`.
+    requeued: VecDeque<usize>,
+    /// The first device never handed out: those from it on are still to be written.
+    next: usize,
     /// Written and unanswered: UUID → device.
-    outstanding: HashMap<String, usize>,
+    outstanding: HashMap<Tag, usize>,
     /// Handed out in the batch being written and not answered yet: UUID → device.
-    in_flight: HashMap<String, usize>,
+    in_flight: HashMap<Tag, usize>,
     /// A batch is out (between `next_batch` and `record`).
     writing: bool,
-    /// Per device: already re-triggered after a timeout (its one retry is used up).
-    retried: Vec<bool>,
+    /// Devices already re-triggered after a timeout (their one retry is used up).
+    retried: HashSet<usize>,
     window: Option<usize>,
     started: Instant,
     report: PassReport,
 }
 
 impl Pass {
-    /// A pass over the devices of `walk` (found under `sysfs`), with at most `window` writes
-    /// unanswered (`None`: no pacing).
-    pub fn new(kind: PassKind, sysfs: &Path, walk: Walk, window: Option<usize>) -> Pass {
+    /// A pass over the devices of `walk` (found under `sysfs`; a [`Listing`], or a
+    /// [`Walk`](crate::walk::Walk), whose paths are then stored compactly), with at most
+    /// `window` writes unanswered (`None`: no pacing).
+    pub fn new(
+        kind: PassKind,
+        sysfs: &Path,
+        walk: impl Into<Listing>,
+        window: Option<usize>,
+    ) -> Pass {
+        let Listing { devices, errors } = walk.into();
         let report = PassReport {
             kind,
-            devices: walk.devices.len(),
-            walk_errors: walk.errors.len(),
+            devices: devices.len(),
+            walk_errors: errors.len(),
             written: 0,
             answered: 0,
             gone: 0,
@@ -199,9 +226,10 @@ impl Pass {
         Pass {
             action: Action::Add,
             sysfs: sysfs.to_path_buf(),
-            queue: (0..walk.devices.len()).collect(),
-            retried: vec![false; walk.devices.len()],
-            devices: walk.devices,
+            devices: Arc::new(devices),
+            requeued: VecDeque::new(),
+            next: 0,
+            retried: HashSet::new(),
             outstanding: HashMap::new(),
             in_flight: HashMap::new(),
             writing: false,
@@ -235,24 +263,25 @@ impl Pass {
         if self.writing {
             return None;
         }
-        let room = self.window.map_or(usize::MAX, |w| {
-            w.saturating_sub(self.outstanding.len() + self.in_flight.len())
-        });
-        let mut writes = Vec::with_capacity(room.min(self.queue.len()));
+        let room = self
+            .window
+            .map_or(usize::MAX, |w| {
+                w.saturating_sub(self.outstanding.len() + self.in_flight.len())
+            })
+            .min(MAX_BATCH);
+        let mut writes = Vec::with_capacity(room.min(self.queued()));
         while writes.len() < room {
-            let Some(index) = self.queue.pop_front() else {
+            let Some(index) = self.requeued.pop_front().or_else(|| {
+                (self.next < self.devices.len()).then(|| {
+                    self.next += 1;
+                    self.next - 1
+                })
+            }) else {
                 break;
             };
-            let Some(dir) = self.devices.get(index) else {
-                continue;
-            };
-            let uuid = uuids.next_uuid();
-            self.in_flight.insert(uuid.clone(), index);
-            writes.push(Write {
-                index,
-                dir: dir.clone(),
-                uuid,
-            });
+            let uuid = uuids.next_tag();
+            self.in_flight.insert(uuid, index);
+            writes.push(Write { index, uuid });
         }
         if writes.is_empty() {
             return None;
@@ -261,6 +290,7 @@ impl Pass {
         Some(Batch {
             action: self.action,
             sysfs: self.sysfs.clone(),
+            devices: Arc::clone(&self.devices),
             writes,
         })
     }
@@ -282,29 +312,35 @@ impl Pass {
                 }
                 Some(Outcome::Gone(_)) => self.report.gone += 1,
                 Some(Outcome::Failed(errno)) => {
-                    self.report
-                        .failed
-                        .push((devpath(&self.sysfs, &write.dir), errno));
+                    let dir = self.devices.get(write.index).unwrap_or_default();
+                    self.report.failed.push((devpath(&self.sysfs, &dir), errno));
                 }
                 Some(Outcome::ReadOnly) => {
+                    let dir = self.devices.get(write.index).unwrap_or_default();
                     tracing::error!(
-                        devpath = %devpath(&self.sysfs, &write.dir).display(),
+                        devpath = %devpath(&self.sysfs, &dir).display(),
                         "sysfs is read-only: no device can be triggered"
                     );
                     self.report.read_only = true;
-                    self.queue.clear();
+                    self.requeued.clear();
+                    self.next = self.devices.len();
                 }
                 None if !self.report.read_only => not_attempted.push(write.index),
                 None => {}
             }
         }
         for index in not_attempted.into_iter().rev() {
-            self.queue.push_front(index);
+            self.requeued.push_front(index);
         }
-        if self.queue.is_empty() {
+        if self.queued() == 0 {
             self.report.writing = self.started.elapsed();
         }
         written
+    }
+
+    /// Devices still to be written.
+    fn queued(&self) -> usize {
+        self.requeued.len() + self.devices.len().saturating_sub(self.next)
     }
 
     /// The batch that is out will never be given back (the task performing it died): its
@@ -316,13 +352,13 @@ impl Pass {
 
     /// Records that the event tagged `uuid` arrived; `true` if it was one of ours.
     pub fn answer(&mut self, uuid: &[u8]) -> bool {
-        let Ok(uuid) = std::str::from_utf8(uuid) else {
+        let Some(uuid) = Tag::parse(uuid) else {
             return false;
         };
         let found = self
             .outstanding
-            .remove(uuid)
-            .or_else(|| self.in_flight.remove(uuid))
+            .remove(&uuid)
+            .or_else(|| self.in_flight.remove(&uuid))
             .is_some();
         if found {
             self.report.answered += 1;
@@ -348,7 +384,7 @@ impl Pass {
     /// Nothing left to write, no write under way, and every written UUID came back (or was
     /// given up on).
     pub fn is_done(&self) -> bool {
-        self.queue.is_empty()
+        self.queued() == 0
             && self.outstanding.is_empty()
             && self.in_flight.is_empty()
             && !self.writing
@@ -361,9 +397,8 @@ impl Pass {
     pub fn on_timeout(&mut self) -> TimeoutAction {
         let mut silent: Vec<usize> = self.outstanding.drain().map(|(_, i)| i).collect();
         silent.sort_unstable();
-        let (give_up, retry): (Vec<usize>, Vec<usize>) = silent
-            .into_iter()
-            .partition(|&i| self.retried.get(i).copied().unwrap_or(true));
+        let (give_up, retry): (Vec<usize>, Vec<usize>) =
+            silent.into_iter().partition(|i| self.retried.contains(i));
         if !give_up.is_empty() {
             let devpaths = self.devpaths(&give_up);
             tracing::warn!(
@@ -373,11 +408,7 @@ impl Pass {
             );
             self.report.unanswered.extend(devpaths);
         }
-        for &i in &retry {
-            if let Some(retried) = self.retried.get_mut(i) {
-                *retried = true;
-            }
-        }
+        self.retried.extend(retry.iter().copied());
         let requeued = self.queue_first(
             retry,
             "devices did not answer in time; triggering them once more",
@@ -414,7 +445,7 @@ impl Pass {
         self.report.retriggered.extend(devpaths);
         let n = indices.len();
         for index in indices.into_iter().rev() {
-            self.queue.push_front(index);
+            self.requeued.push_front(index);
         }
         n
     }
@@ -424,7 +455,7 @@ impl Pass {
         indices
             .iter()
             .filter_map(|&i| self.devices.get(i))
-            .map(|dir| devpath(&self.sysfs, dir))
+            .map(|dir| devpath(&self.sysfs, &dir))
             .collect()
     }
 

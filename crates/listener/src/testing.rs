@@ -65,7 +65,8 @@ pub fn stalling_subscription(
             let _ = gate.recv();
         }
         forward(n)
-    });
+    })
+    .named("stalling (test)");
     (sub, Stall { release, stalled })
 }
 
