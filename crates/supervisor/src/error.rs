@@ -10,20 +10,36 @@ pub type RunResult = Result<(), BoxError>;
 
 /// The error a runnable returns when it stops because its context was cancelled (Go's
 /// `ctx.Err()` == `context.Canceled`). A runnable whose context is cancelled and which returns
-/// this error, or any error whose [`source`](std::error::Error::source) chain contains it, ends
-/// in [`NodeState::Canceled`] (rule S6).
+/// this error, or an error that wraps it, ends in [`NodeState::Canceled`] (rule S6).
+///
+/// Wrapping is followed like Go's `errors.Is` through `%w`: along the
+/// [`source`](std::error::Error::source) chain (thiserror's `#[source]`/`#[from]`, anyhow's
+/// `context`), and into [`std::io::Error`]s made with `io::Error::other`/`io::Error::new`
+/// (whose `source()` skips the wrapped error, so it is reached through `get_ref`). A wrapper that
+/// hides the wrapped error itself from `source()` cannot be seen through: `#[error(transparent)]`
+/// of thiserror, or an `anyhow::Error` turned into a boxed error with `into()` (wrap the
+/// cancellation with `.context(..)` instead, or return it unwrapped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
 #[error("context canceled")]
 pub struct Canceled;
 
-/// Whether `err` is, or wraps (through `source()`), a [`Canceled`] error (Go's `errors.Is`).
+/// Whether `err` is, or wraps, a [`Canceled`] error (Go's `errors.Is`): through `source()`, and
+/// into the error an [`std::io::Error`] carries.
 pub(crate) fn is_canceled(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if e.is::<Canceled>() {
             return true;
         }
-        cur = e.source();
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            // `io::Error::source()` returns the wrapped error's source, skipping the wrapped
+            // error itself.
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
     }
     false
 }
@@ -95,5 +111,30 @@ mod tests {
         assert!(is_canceled(&Wrapper(Canceled)));
         let other: BoxError = "boom".into();
         assert!(!is_canceled(other.as_ref()));
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("i/o failed: {0}")]
+    struct IoWrapper(#[source] std::io::Error);
+
+    /// `io::Error::source()` skips the error it wraps (it returns that error's own source), so
+    /// `io::Error::other(Canceled)` is only seen through `get_ref` (Go: `errors.Is` through
+    /// `%w`).
+    #[test]
+    fn canceled_is_found_inside_io_errors() {
+        use std::io;
+        assert!(is_canceled(&io::Error::other(Canceled)));
+        assert!(is_canceled(&io::Error::new(
+            io::ErrorKind::Interrupted,
+            Wrapper(Canceled)
+        )));
+        assert!(is_canceled(&IoWrapper(io::Error::other(Canceled))));
+        assert!(is_canceled(&io::Error::other(BoxError::from(Canceled))));
+        assert!(is_canceled(&io::Error::other(io::Error::other(Canceled))));
+        let boxed: BoxError = io::Error::other(Canceled).into();
+        assert!(is_canceled(boxed.as_ref()));
+        assert!(!is_canceled(&io::Error::other("boom")));
+        assert!(!is_canceled(&io::Error::from(io::ErrorKind::Interrupted)));
+        assert!(!is_canceled(&IoWrapper(io::Error::other("boom"))));
     }
 }

@@ -2,25 +2,113 @@
 //! classifies their exits (S5–S8), propagates deaths (F1–F3), runs the restart pass after every
 //! event (GC7), waits out backoff (B6), releases settle waiters (P3) and liquidates the tree after
 //! shutdown (K1–K4).
+//!
+//! It runs on a thread of its own, with a current-thread runtime that also runs the backoff
+//! timers and the blocked-poll check, so that runnables blocking the worker threads of the
+//! application's runtime cannot stop it. Runnables are spawned on the application's runtime.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::context::Context;
-use crate::error::{Canceled, RunResult, is_canceled};
+use crate::error::{Canceled, Error, RunResult, is_canceled};
 use crate::logging::go_duration;
 use crate::runnable::{CatchUnwind, call_catching, panic_message};
-use crate::shared::Shared;
+use crate::shared::{Shared, StartGuard};
 use crate::state::NodeState;
 use crate::tree::{NodeId, Restart};
+use crate::watch::Watched;
 
 /// How long the tree must be quiet before settle waiters are released (P3: more than 50 ticks of
 /// 1 ms).
 const SETTLE_QUIET: Duration = Duration::from_millis(51);
+
+/// Stack of the processor's thread.
+const PROCESSOR_STACK: usize = 256 * 1024;
+
+/// How often the settle detector looks again while runnables wait for their first poll.
+const STARTING_RECHECK: Duration = Duration::from_millis(5);
+
+/// Starts the processor on a thread of its own and returns its reference once it runs. The
+/// thread ends when the processor stops; if the processor stops while something is still live
+/// (a bug, or a panic that escaped it), the tree is shut down without it.
+pub(crate) async fn start(shared: Arc<Shared>) -> Result<ActorRef<ProcessorMsg>, Error> {
+    let (tx, rx) = oneshot::channel();
+    // Log through the subscriber in effect where the supervisor was created (possibly a scoped
+    // one), as a processor running on the caller's runtime would. When there is none, leave the
+    // thread to the global default, which may be set later.
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let dispatch = (!dispatch.is::<tracing::subscriber::NoSubscriber>()).then_some(dispatch);
+    std::thread::Builder::new()
+        .name("supervisor-processor".to_string())
+        // The processor's work is shallow (tree bookkeeping, no user code): a small stack keeps
+        // the thread's share of a small daemon's memory small.
+        .stack_size(PROCESSOR_STACK)
+        .spawn(move || {
+            let _log = dispatch.as_ref().map(tracing::dispatcher::set_default);
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(Error::Spawn(e.to_string())));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let (processor, join) = match Actor::spawn(None, Processor, shared.clone()).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(Error::Spawn(e.to_string())));
+                        return;
+                    }
+                };
+                let _ = shared.processor.set(processor.clone());
+                let _ = tx.send(Ok(processor));
+                let _ = join.await;
+                if let Some(sentinel) = shared.sentinel.get() {
+                    sentinel.abort();
+                }
+                if shared.lock().any_live() {
+                    shared
+                        .supervisor_log()
+                        .error("supervisor processor stopped unexpectedly; shutting the tree down");
+                    shared.shut_down_without_processor();
+                }
+            });
+        })
+        .map_err(|e| Error::Spawn(e.to_string()))?;
+    rx.await
+        .map_err(|_| Error::Spawn("the processor thread exited".to_string()))?
+}
+
+/// Lives in a task on the runnables' runtime, and tells the processor when that runtime shuts
+/// down (dropping the task): no runnable can run or report its exit after that.
+struct RuntimeSentinel(Weak<Shared>);
+
+impl Drop for RuntimeSentinel {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.send(ProcessorMsg::RuntimeGone);
+        }
+    }
+}
+
+/// Spawns the [`RuntimeSentinel`] on the runnables' runtime (aborted when the processor stops).
+pub(crate) fn watch_runtime(shared: &Arc<Shared>) {
+    let sentinel = RuntimeSentinel(Arc::downgrade(shared));
+    let task = shared.runtime.spawn(async move {
+        let _sentinel = sentinel;
+        std::future::pending::<()>().await
+    });
+    let _ = shared.sentinel.set(task.abort_handle());
+}
 
 /// How a run ended.
 pub(crate) enum Outcome {
@@ -48,6 +136,8 @@ pub(crate) enum ProcessorMsg {
     SettleCheck,
     /// Shut the tree down (K1).
     Shutdown,
+    /// The runtime that runs the runnables has shut down: stop.
+    RuntimeGone,
 }
 
 pub(crate) struct Processor;
@@ -58,6 +148,8 @@ pub(crate) struct ProcessorState {
     waiters: Vec<oneshot::Sender<()>>,
     settle_check_pending: bool,
     liquidating: bool,
+    /// The blocked-poll check (see `crate::watch`).
+    poll_check: Option<JoinHandle<()>>,
 }
 
 impl Actor for Processor {
@@ -71,13 +163,36 @@ impl Actor for Processor {
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
         shared.supervisor_log().info("supervisor processor started");
+        let poll_check = shared.polls.period().map(|period| {
+            let polls = shared.polls.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tick.tick().await;
+                    polls.check();
+                }
+            })
+        });
         Ok(ProcessorState {
             shared,
             last_activity: Instant::now(),
             waiters: Vec::new(),
             settle_check_pending: false,
             liquidating: false,
+            poll_check,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(check) = st.poll_check.take() {
+            check.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
@@ -127,6 +242,7 @@ impl Actor for Processor {
                     st.shutdown(&me);
                 }
             }
+            ProcessorMsg::RuntimeGone => st.runtime_gone(&me),
         }
         Ok(())
     }
@@ -161,45 +277,62 @@ impl ProcessorState {
         let shared = self.shared.clone();
         let processor = me.clone();
         let span = tracing::info_span!("runnable", dn = %dn);
-        tokio::spawn(
-            async move {
-                let result = match call_catching(&runnable, ctx) {
-                    Ok(fut) => CatchUnwind(fut).await,
+        let panics = ctx.task_panics();
+        let mut start = StartGuard::new(&self.shared);
+        let task = async move {
+            start.started();
+            let run = async {
+                match call_catching(&runnable, ctx) {
+                    Ok(fut) => CatchUnwind::new(fut).await,
                     Err(payload) => Err(payload),
-                };
-                let outcome = match result {
-                    Ok(r) => Outcome::Returned(r),
-                    Err(payload) => {
-                        let msg = panic_message(&payload);
-                        if shared.propagate_panic {
-                            // PP2: the Go process would crash. Keep the payload for the owner to
-                            // re-raise, and take the whole tree down.
-                            shared.store_panic(payload);
-                            let _ = processor.send_message(ProcessorMsg::Shutdown);
-                        }
-                        Outcome::Panicked(msg)
+                }
+            };
+            // A panic forwarded from a task spawned through the context ends the run like a
+            // panic of the runnable (the runnable's future is dropped).
+            let result = tokio::select! {
+                biased;
+                payload = panics.panicked() => Err(payload),
+                result = run => result,
+            };
+            let result = match (panics.close(), result) {
+                (Some(payload), Ok(_)) => Err(payload),
+                (_, result) => result,
+            };
+            let outcome = match result {
+                Ok(r) => Outcome::Returned(r),
+                Err(payload) => {
+                    let msg = panic_message(&payload);
+                    if shared.propagate_panic {
+                        // PP2: the Go process would crash. Keep the payload for the owner to
+                        // re-raise, and take the whole tree down.
+                        shared.store_panic(payload);
+                        let _ = processor.send_message(ProcessorMsg::Shutdown);
                     }
-                };
-                // Recorded before telling the processor, so that if the processor is gone by the
-                // time the message would be handled, `shut_down_without_processor` sees it.
-                if let Some(n) = shared
-                    .lock()
-                    .node_mut(id)
-                    .filter(|n| n.incarnation == incarnation)
-                {
-                    n.running = false;
+                    Outcome::Panicked(msg)
                 }
-                let sent = processor.send_message(ProcessorMsg::Died {
-                    id,
-                    incarnation,
-                    outcome,
-                });
-                if sent.is_err() {
-                    shared.exited_without_processor(id, incarnation);
-                }
+            };
+            // Recorded before telling the processor, so that if the processor is gone by the
+            // time the message would be handled, `shut_down_without_processor` sees it.
+            if let Some(n) = shared
+                .lock()
+                .node_mut(id)
+                .filter(|n| n.incarnation == incarnation)
+            {
+                n.running = false;
             }
-            .instrument(span),
-        );
+            let sent = processor.send_message(ProcessorMsg::Died {
+                id,
+                incarnation,
+                outcome,
+            });
+            if sent.is_err() {
+                shared.exited_without_processor(id, incarnation);
+            }
+        };
+        let slot = self.shared.watch_slot(format!("runnable {dn}"));
+        self.shared
+            .runtime
+            .spawn(Watched::new(task, slot).instrument(span));
     }
 
     /// S5–S8 and F1–F3.
@@ -300,20 +433,52 @@ impl ProcessorState {
         }
     }
 
-    /// P3: release waiters once nothing happened for [`SETTLE_QUIET`].
+    /// P3: release waiters once nothing happened for [`SETTLE_QUIET`]. Besides Go's events
+    /// (starts and exits handled here), the first poll of a started runnable counts as activity,
+    /// and the tree is not settled while a started runnable waits for its first poll (Go's
+    /// goroutines start at once; a tokio task may wait for a busy worker thread).
     fn check_settled(&mut self, me: &ActorRef<ProcessorMsg>) {
         if self.waiters.is_empty() {
             return;
         }
-        let quiet = self.last_activity.elapsed();
-        if quiet >= SETTLE_QUIET {
+        let (starting, last_start) = self.shared.start_activity();
+        let last = last_start.map_or(self.last_activity, |s| s.max(self.last_activity));
+        let quiet = last.elapsed();
+        if !starting && quiet >= SETTLE_QUIET {
             for w in self.waiters.drain(..) {
                 let _ = w.send(());
             }
         } else if !self.settle_check_pending {
             self.settle_check_pending = true;
-            me.send_after(SETTLE_QUIET - quiet, || ProcessorMsg::SettleCheck);
+            let wait = if starting {
+                STARTING_RECHECK
+            } else {
+                SETTLE_QUIET - quiet
+            };
+            me.send_after(wait, || ProcessorMsg::SettleCheck);
         }
+    }
+
+    /// The runnables' runtime has shut down: its tasks were dropped, so no runnable will run or
+    /// report an exit again. Shut down, mark what is still live Dead, and stop.
+    fn runtime_gone(&mut self, me: &ActorRef<ProcessorMsg>) {
+        self.shared
+            .supervisor_log()
+            .info("the runtime running the runnables has shut down");
+        if !self.liquidating {
+            self.shutdown(me);
+        }
+        {
+            let mut tree = self.shared.lock();
+            for id in tree.reachable() {
+                if let Some(n) = tree.node_mut(id)
+                    && n.state.is_live()
+                {
+                    n.state = NodeState::Dead;
+                }
+            }
+        }
+        self.check_liquidated(me);
     }
 
     /// K1–K3: cancel every reachable node, then liquidate.

@@ -56,11 +56,18 @@ impl fmt::Debug for Runnable {
 /// The payload of a caught panic.
 pub type PanicPayload = Box<dyn Any + Send + 'static>;
 
-/// Polls a runnable's future, turning a panic into `Err(payload)` (PP1).
-pub(crate) struct CatchUnwind(pub(crate) RunFuture);
+/// Polls a future, turning a panic into `Err(payload)` (PP1). Used for runnables, tasks spawned
+/// through a context, and actor callbacks.
+pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
 
-impl Future for CatchUnwind {
-    type Output = Result<RunResult, PanicPayload>;
+impl<F: Future> CatchUnwind<F> {
+    pub(crate) fn new(fut: F) -> Self {
+        Self(Box::pin(fut))
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, PanicPayload>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let fut = &mut self.get_mut().0;

@@ -1,10 +1,14 @@
 //! State shared by the processor, the contexts and the supervisor handle.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use ractor::ActorRef;
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use crate::logging::{LogRecorder, Logger, SUPERVISOR_DN};
 use crate::metrics::Metrics;
@@ -12,6 +16,7 @@ use crate::processor::ProcessorMsg;
 use crate::runnable::{PanicPayload, panic_message};
 use crate::state::NodeState;
 use crate::tree::{NodeId, Tree};
+use crate::watch::{PollWatch, WatchSlot};
 
 pub(crate) struct Shared {
     tree: Mutex<Tree>,
@@ -22,6 +27,19 @@ pub(crate) struct Shared {
     pub(crate) propagated: Mutex<Option<PanicPayload>>,
     /// Woken when a panic is stored in `propagated`.
     pub(crate) propagated_notify: Notify,
+    /// The runtime that runs the runnables (the one `Supervisor::new` was called on); the
+    /// processor runs on a thread of its own.
+    pub(crate) runtime: Handle,
+    /// Times the polls of runnables, to report those that block a worker thread.
+    pub(crate) polls: Arc<PollWatch>,
+    /// Runnables handed to the runtime whose first poll has not started yet: the tree is not
+    /// settled while there are any.
+    starting: AtomicUsize,
+    /// When the last first poll started, in nanoseconds since `base` (settle activity).
+    last_start: AtomicU64,
+    base: Instant,
+    /// The task that tells the processor when the runnables' runtime shuts down.
+    pub(crate) sentinel: OnceLock<AbortHandle>,
 }
 
 impl Shared {
@@ -30,7 +48,13 @@ impl Shared {
         metrics: Vec<Arc<dyn Metrics>>,
         recorder: Option<LogRecorder>,
         propagate_panic: bool,
+        runtime: Handle,
+        blocked_poll_warning: Option<Duration>,
     ) -> Self {
+        let polls = Arc::new(PollWatch::new(
+            blocked_poll_warning,
+            Logger::new(SUPERVISOR_DN, recorder.clone()),
+        ));
         Self {
             tree: Mutex::new(tree),
             processor: OnceLock::new(),
@@ -39,7 +63,27 @@ impl Shared {
             propagate_panic,
             propagated: Mutex::new(None),
             propagated_notify: Notify::new(),
+            runtime,
+            polls,
+            starting: AtomicUsize::new(0),
+            last_start: AtomicU64::new(0),
+            base: Instant::now(),
+            sentinel: OnceLock::new(),
         }
+    }
+
+    /// A slot timing the polls of the future labelled `label` (see [`crate::watch`]).
+    pub(crate) fn watch_slot(&self, label: String) -> Option<WatchSlot> {
+        self.polls.slot(label)
+    }
+
+    /// Whether runnables were handed to the runtime but not polled yet, and when the last first
+    /// poll started.
+    pub(crate) fn start_activity(&self) -> (bool, Option<Instant>) {
+        let starting = self.starting.load(Ordering::SeqCst) > 0;
+        let last = self.last_start.load(Ordering::SeqCst);
+        let last = (last > 0).then(|| self.base + Duration::from_nanos(last));
+        (starting, last)
     }
 
     /// Locks the tree. Nothing panics while holding it, but recover from poisoning anyway.
@@ -78,6 +122,12 @@ impl Shared {
         self.processor
             .get()
             .is_some_and(|p| p.send_message(msg).is_ok())
+    }
+
+    /// PP2: keeps the payload for the owner and shuts the tree down.
+    pub(crate) fn propagate(&self, payload: PanicPayload) {
+        self.store_panic(payload);
+        self.send(ProcessorMsg::Shutdown);
     }
 
     pub(crate) fn store_panic(&self, payload: PanicPayload) {
@@ -124,6 +174,36 @@ impl Shared {
                     n.state = NodeState::Dead;
                 }
             }
+        }
+    }
+}
+
+/// Counts a runnable from the moment it is handed to the runtime until its first poll starts
+/// (or it is dropped unpolled), for the settle detector.
+pub(crate) struct StartGuard(Option<Arc<Shared>>);
+
+impl StartGuard {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+        shared.starting.fetch_add(1, Ordering::SeqCst);
+        Self(Some(shared.clone()))
+    }
+
+    /// The first poll has started: record the activity, then stop counting.
+    pub(crate) fn started(&mut self) {
+        if let Some(shared) = self.0.take() {
+            let now = u64::try_from(shared.base.elapsed().as_nanos())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            shared.last_start.fetch_max(now, Ordering::SeqCst);
+            shared.starting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.starting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorRef};
+use ractor::ActorRef;
 use tokio::sync::oneshot;
 
 use crate::backoff::{Backoff, RandomSource, XorShift};
@@ -11,22 +11,37 @@ use crate::error::Error;
 use crate::logging::LogRecorder;
 use crate::metrics::Metrics;
 use crate::policy::RestartPolicy;
-use crate::processor::{Processor, ProcessorMsg};
+use crate::processor::ProcessorMsg;
 use crate::runnable::{PanicPayload, Runnable};
 use crate::shared::Shared;
 use crate::state::NodeState;
 use crate::tree::Tree;
+use crate::watch::DEFAULT_BLOCKED_POLL_WARNING;
 
 type RngFactory = Arc<dyn Fn() -> Box<dyn RandomSource> + Send + Sync>;
 
 /// Options of a supervisor (O1–O3, plus the restart policy, which Go hard-codes).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Options {
     propagate_panic: bool,
     metrics: Vec<Arc<dyn Metrics>>,
     policy: RestartPolicy,
     recorder: Option<LogRecorder>,
     rng: Option<RngFactory>,
+    blocked_poll_warning: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            propagate_panic: false,
+            metrics: Vec::new(),
+            policy: RestartPolicy::default(),
+            recorder: None,
+            rng: None,
+            blocked_poll_warning: Some(DEFAULT_BLOCKED_POLL_WARNING),
+        }
+    }
 }
 
 impl std::fmt::Debug for Options {
@@ -36,14 +51,28 @@ impl std::fmt::Debug for Options {
             .field("metrics", &self.metrics.len())
             .field("policy", &self.policy)
             .field("recorder", &self.recorder.is_some())
+            .field("blocked_poll_warning", &self.blocked_poll_warning)
             .finish()
     }
 }
 
 impl Options {
-    /// Default options: panics are caught, no metrics, Go's backoff parameters.
+    /// Default options: panics are caught, no metrics, Go's backoff parameters, and a warning
+    /// for polls that block a worker thread for 1 s.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Warn (at the supervisor's DN, naming the DN) about a runnable, a task spawned through a
+    /// context or an actor callback whose poll has not returned after `after`: it blocks a
+    /// worker thread of the runtime (a busy loop, or a blocking call in async code). A zero
+    /// duration turns the check off. The default is 1 s.
+    ///
+    /// Each poll is timed with two clock reads; the check runs on the processor's thread every
+    /// quarter of `after` (between 10 ms and 500 ms).
+    pub fn blocked_poll_warning(mut self, after: Duration) -> Self {
+        self.blocked_poll_warning = (!after.is_zero()).then_some(after);
+        self
     }
 
     /// Do not swallow runnable panics (PP2): the first panic shuts the whole tree down and is
@@ -111,6 +140,11 @@ impl std::fmt::Debug for Supervisor {
 
 impl Supervisor {
     /// Creates the tree, starts the processor actor, and schedules `root` at DN `root` (T1, P2).
+    ///
+    /// Runnables run on the tokio runtime this is called on (which must be running when the
+    /// supervisor is created; an error otherwise). The processor runs on a thread of its own, so
+    /// runnables that block worker threads cannot stop it; when that runtime shuts down, the
+    /// supervisor stops.
     pub async fn new(root: impl Into<Runnable>, options: Options) -> Result<Self, Error> {
         let Options {
             propagate_panic,
@@ -118,7 +152,10 @@ impl Supervisor {
             policy,
             recorder,
             rng,
+            blocked_poll_warning,
         } = options;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|e| Error::Spawn(e.to_string()))?;
         let make_backoff = Box::new(move |dn: &str| {
             let params = policy.params_for(dn);
             // The policy validated its parameters when it was built.
@@ -129,24 +166,16 @@ impl Supervisor {
             Backoff::from_valid(params, rng)
         });
         let tree = Tree::new(root.into(), make_backoff);
-        let shared = Arc::new(Shared::new(tree, metrics, recorder, propagate_panic));
-        let (processor, join) = Actor::spawn(None, Processor, shared.clone())
-            .await
-            .map_err(|e| Error::Spawn(e.to_string()))?;
-        let _ = shared.processor.set(processor.clone());
-        // Watch the processor: it stops by itself only once the tree was shut down and nothing is
-        // live. If it stops otherwise (a bug, or a panic that escaped it), shut the tree down
-        // without it instead of leaving every waiter hanging.
-        let watched = shared.clone();
-        tokio::spawn(async move {
-            let _ = join.await;
-            if watched.lock().any_live() {
-                watched
-                    .supervisor_log()
-                    .error("supervisor processor stopped unexpectedly; shutting the tree down");
-                watched.shut_down_without_processor();
-            }
-        });
+        let shared = Arc::new(Shared::new(
+            tree,
+            metrics,
+            recorder,
+            propagate_panic,
+            runtime,
+            blocked_poll_warning,
+        ));
+        let processor = crate::processor::start(shared.clone()).await?;
+        crate::processor::watch_runtime(&shared);
         let root_id = shared.lock().root();
         shared.send(ProcessorMsg::Schedule {
             id: root_id,
@@ -295,9 +324,10 @@ mod tests {
         .unwrap();
         let root = timeout(WAIT, rx.recv()).await.unwrap().unwrap();
         // Simulate a dead processor for the handle only: a fresh, stopped actor.
-        let (dead, join) = Actor::spawn(None, Processor, s.shared.clone())
-            .await
-            .unwrap();
+        let (dead, join) =
+            ractor::Actor::spawn(None, crate::processor::Processor, s.shared.clone())
+                .await
+                .unwrap();
         dead.stop(None);
         join.await.unwrap();
         let sup = Supervisor {

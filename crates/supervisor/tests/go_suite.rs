@@ -3,15 +3,21 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
 use supervisor::{
-    Canceled, Context, Error, InMemoryMetrics, NodeState, Options, RunResult, Runnable, Signal,
-    Supervisor, TestHarness,
+    Canceled, Context, Error, InMemoryMetrics, LogRecorder, NodeState, Options, RunResult,
+    Runnable, SUPERVISOR_DN, Severity, Signal, Supervisor, TestHarness,
 };
 use tokio::sync::mpsc;
+
+/// Go's `select { case <-ch: default: t.Fatalf(...) }` right after `waitSettle`: the message
+/// must already be there, so a settle detector that released too early fails the test.
+fn ready(rx: &mut mpsc::UnboundedReceiver<()>, what: &str) {
+    assert!(rx.try_recv().is_ok(), "{what}");
+}
 
 /// TestSimple: group children start and become Healthy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,11 +32,12 @@ async fn simple_group_children_start_and_signal_healthy() {
     ]))
     .await
     .unwrap();
+    // Expect both to start running.
     within("settle", h.supervisor().wait_settled())
         .await
         .unwrap();
-    got("one healthy", &mut rh1).await;
-    got("two healthy", &mut rh2).await;
+    ready(&mut rh1, "runnable 'one' didn't start");
+    ready(&mut rh2, "runnable 'two' didn't start");
     assert_eq!(
         h.supervisor().node_state("root.one"),
         Some(NodeState::Healthy)
@@ -54,20 +61,19 @@ async fn simple_failure_cancels_and_restarts_the_group_sibling() {
     ]))
     .await
     .unwrap();
-    got("one healthy", &mut rh1).await;
+    let s = h.supervisor();
+    within("settle", s.wait_settled()).await.unwrap();
     two.send(RcCmd::BecomeHealthy);
-    two.wait_state(NodeState::Healthy).await;
+    within("settle", s.wait_settled()).await.unwrap();
+    // Expect one to start running.
+    ready(&mut rh1, "runnable 'one' didn't start");
+    // Kill off two, one should restart.
     two.send(RcCmd::Die);
     got("one cancelled", &mut rd1).await;
-    // one restarts with no delay while two waits out its backoff (F7).
-    got("one healthy again", &mut rh1).await;
-    within("settle", h.supervisor().wait_settled())
-        .await
-        .unwrap();
-    assert_eq!(
-        h.supervisor().node_state("root.one"),
-        Some(NodeState::Healthy)
-    );
+    // And one should start running again (with no delay while two waits out its backoff, F7).
+    within("settle", s.wait_settled()).await.unwrap();
+    ready(&mut rh1, "runnable 'one' didn't restart");
+    assert_eq!(s.node_state("root.one"), Some(NodeState::Healthy));
     h.finish().await;
 }
 
@@ -83,15 +89,18 @@ async fn deep_failure_rebuilds_the_sibling_subtree() {
     ]))
     .await
     .unwrap();
-    got("one healthy", &mut rh1).await;
     let s = h.supervisor();
-    eventually("one, its 62 descendants and two live", || {
-        s.live_runnables().len() == 1 + 62 + 1
-    })
-    .await;
+    two.send(RcCmd::BecomeHealthy);
+    within("settle", s.wait_settled()).await.unwrap();
+    // Expect one to start running.
+    ready(&mut rh1, "runnable 'one' didn't start");
+    assert_eq!(s.live_runnables().len(), 1 + 62 + 1);
+    // Kill off two, one should restart.
     two.send(RcCmd::Die);
     got("one cancelled", &mut rd1).await;
-    got("one healthy again", &mut rh1).await;
+    // And one should start running again, once its whole subtree has exited.
+    within("settle", s.wait_settled()).await.unwrap();
+    ready(&mut rh1, "runnable 'one' didn't restart");
     eventually("subtree rebuilt", || {
         s.live_runnables()
             .iter()
@@ -123,12 +132,16 @@ async fn panic_is_caught_and_counts_as_a_death() {
     )
     .await
     .unwrap();
-    got("one healthy", &mut rh1).await;
     two.send(RcCmd::BecomeHealthy);
-    two.wait_state(NodeState::Healthy).await;
+    within("settle", s.wait_settled()).await.unwrap();
+    // Expect one to start running.
+    ready(&mut rh1, "runnable 'one' didn't start");
+    // Kill off two, one should restart.
     two.send(RcCmd::Panic);
     got("one cancelled", &mut rd1).await;
-    got("one healthy again", &mut rh1).await;
+    // And one should start running again.
+    within("settle", s.wait_settled()).await.unwrap();
+    ready(&mut rh1, "runnable 'one' didn't restart");
     // two restarts after its backoff and answers again.
     two.wait_state(NodeState::New).await;
     shutdown_and_wait(&s).await;
@@ -492,13 +505,24 @@ async fn resilience_misbehaving_runnables_do_not_affect_an_unrelated_group() {
         ctx.signal(Signal::Done)?;
         RunResult::Ok(())
     });
-    // four: never returns and ignores cancellation (a polling loop, so it does not pin a worker
-    // thread of the test runtime forever).
-    let four = Runnable::new(|_ctx: Context| async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    // four: Go's `for { time.Sleep(0) }`, a busy loop that never yields to the runtime, never
+    // returns and ignores cancellation. It pins one worker thread of the test runtime. The flag
+    // only exists so that the test can end: a tokio runtime cannot shut down while one of its
+    // workers is stuck in a poll (Go simply exits the process).
+    let stop_four = Arc::new(AtomicBool::new(false));
+    let _release_four = SetOnDrop(stop_four.clone());
+    let four = {
+        let stop_four = stop_four.clone();
+        Runnable::new(move |_ctx: Context| {
+            let stop_four = stop_four.clone();
+            async move {
+                while !stop_four.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::ZERO);
+                }
+                RunResult::Err(Canceled.into())
+            }
+        })
+    };
     // five: starts r1, r2, ... every 100 ms forever and never signals.
     let five = Runnable::new(|ctx: Context| async move {
         for i in 1.. {
@@ -528,9 +552,13 @@ async fn resilience_misbehaving_runnables_do_not_affect_an_unrelated_group() {
         }
     });
     let m = Arc::new(Recording::default());
-    let s = Supervisor::new(root, Options::new().metrics(m.clone()))
-        .await
-        .unwrap();
+    let logs = LogRecorder::new();
+    let s = Supervisor::new(
+        root,
+        Options::new().metrics(m.clone()).log_recorder(logs.clone()),
+    )
+    .await
+    .unwrap();
     let ping = || async {
         let (tx, rx) = tokio::sync::oneshot::channel();
         ping_tx.send(tx).unwrap();
@@ -555,9 +583,30 @@ async fn resilience_misbehaving_runnables_do_not_affect_an_unrelated_group() {
     assert!(s.node_state("root.five.r1").is_some());
     assert!(s.node_state("root.five.r2").is_some());
     assert_eq!(m.first_exit("root.two").await, NodeState::Dead);
+    // The supervisor named the runnable that blocks a worker thread.
+    assert!(
+        logs.entries_at(SUPERVISOR_DN)
+            .iter()
+            .any(|e| e.severity == Severity::Warning
+                && e.message
+                    .starts_with("runnable root.four has not yielded for")),
+        "{:?}",
+        logs.entries_at(SUPERVISOR_DN)
+    );
     // After shutdown everything exits except `four`, which ignores cancellation (K6).
     s.shutdown();
     eventually("only four left", || s.live_runnables() == ["root.four"]).await;
+    stop_four.store(true, Ordering::SeqCst);
+    within("four to exit", s.wait_stopped()).await;
+}
+
+/// Sets the flag when dropped, so that a failing test does not leave a worker thread spinning.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// TestSubLoggers: sub-logger names are reserved against children and vice versa, and a
