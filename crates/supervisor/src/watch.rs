@@ -83,10 +83,11 @@ impl PollWatch {
         })
     }
 
-    /// How often [`PollWatch::check`] should run, or `None` when the check is off.
+    /// How often [`PollWatch::check`] should run, or `None` when the check is off: once per
+    /// threshold, so a poll is reported between one and two thresholds after it began, and an
+    /// idle daemon wakes up only that often for it.
     pub(crate) fn period(&self) -> Option<Duration> {
-        self.threshold
-            .map(|t| (t / 4).clamp(Duration::from_millis(10), Duration::from_millis(500)))
+        self.threshold.map(|t| t.max(Duration::from_millis(10)))
     }
 
     /// Warns once about every poll that has run for longer than the threshold, and forgets the
