@@ -18,6 +18,9 @@
 //! workers = 0                  # loads at once; 0 = 2 per CPU + 16 (at most 64)
 //! run_install_commands = true  # run modprobe.d `install` commands (other than /bin/true, /bin/false)
 //!
+//! [control]
+//! socket = "/run/devmgr/control"  # the socket `devmgr settle` asks; "" for none
+//!
 //! [restart.defaults]           # restart backoff of the supervision tree (Go's defaults)
 //! initial_interval = "500ms"
 //! [restart.overrides."root.devmgr.listener"]
@@ -41,6 +44,8 @@ pub struct Config {
     pub coldplug: ColdplugConfig,
     /// `[loader]`
     pub loader: LoaderConfig,
+    /// `[control]`
+    pub control: ControlConfig,
     /// `[restart]`: backoff parameters of the supervision tree, with per-DN overrides (the
     /// format of [`supervisor::RestartPolicy`], under `restart.`).
     pub restart: RestartPolicy,
@@ -144,6 +149,8 @@ struct RawConfig {
     coldplug: RawColdplug,
     #[serde(default)]
     loader: RawLoader,
+    #[serde(default)]
+    control: RawControl,
     restart: Option<PolicySection>,
 }
 
@@ -338,6 +345,10 @@ impl Config {
                     )
                 })?;
         }
+        if let Some(socket) = raw.control.socket {
+            config.control = ControlConfig::parse(socket.get_ref())
+                .map_err(|message| error(Some(socket.span()), message))?;
+        }
         Ok(config)
     }
 }
@@ -381,12 +392,89 @@ pub fn bounded_duration(
     }
 }
 
+/// `[control]`: the control socket of `devmgr run`, which `devmgr settle` asks (see
+/// [`crate::control`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// The socket's path (default [`crate::control::DEFAULT_SOCKET`]); `None` (`socket = ""`
+    /// in the file): no control socket, `devmgr settle` cannot ask this daemon.
+    pub socket: Option<PathBuf>,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            socket: Some(crate::control::DEFAULT_SOCKET.into()),
+        }
+    }
+}
+
+/// The longest path of a Unix socket (`sun_path` holds 108 bytes with the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+impl ControlConfig {
+    /// `control.socket`: `""`, or an absolute path of at most 107 bytes.
+    fn parse(socket: &str) -> Result<ControlConfig, String> {
+        if socket.is_empty() {
+            return Ok(ControlConfig { socket: None });
+        }
+        if !socket.starts_with('/') || socket.ends_with('/') || socket.contains('\0') {
+            return Err(format!(
+                "control.socket: {socket:?} is not an absolute path of a file (\"\" for no socket)"
+            ));
+        }
+        if socket.len() > MAX_SOCKET_PATH {
+            return Err(format!(
+                "control.socket: {} bytes, a Unix socket's path holds at most {MAX_SOCKET_PATH}",
+                socket.len()
+            ));
+        }
+        Ok(ControlConfig {
+            socket: Some(socket.into()),
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<Spanned<String>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("devmgr.toml"))
+    }
+
+    #[test]
+    fn the_control_socket_is_an_absolute_path_or_nothing() {
+        let config = parse("").unwrap();
+        assert_eq!(
+            config.control.socket.as_deref(),
+            Some(Path::new("/run/devmgr/control"))
+        );
+        let config = parse("[control]\nsocket = \"/tmp/d/c\"\n").unwrap();
+        assert_eq!(
+            config.control.socket.as_deref(),
+            Some(Path::new("/tmp/d/c"))
+        );
+        assert_eq!(
+            parse("[control]\nsocket = \"\"\n").unwrap().control.socket,
+            None
+        );
+        let long = format!("/{}", "x".repeat(107));
+        for bad in ["relative/c", "/run/devmgr/", "/a\\u0000b", long.as_str()] {
+            let err = parse(&format!("\n[control]\nsocket = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(err.line, Some(3), "{bad:?}: {err}");
+            assert!(err.message.contains("control.socket"), "{err}");
+        }
+        assert!(
+            parse("[control]\nsockets = \"/x\"\n").is_err(),
+            "unknown key"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!   datagrams are dropped, not printed);
 //! - `devmgr trigger`: an event for every (matching) device, like
 //!   `udevadm trigger --type=devices`, each write tagged with a `SYNTH_UUID`; with `--settle`
-//!   it waits until the kernel has answered every write (coldplug's `Pass`).
+//!   it waits until the kernel has answered every write (coldplug's `Pass`);
+//! - `devmgr settle`: waits until the running daemon has handled every uevent the kernel had
+//!   sent when it was called, like `udevadm settle` (asks the daemon's control socket).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,12 @@ enum Command {
     /// writes `ACTION UUID` into each device's `uevent` file. With `--settle`, waits until every
     /// write has come back as an event carrying its `SYNTH_UUID`.
     Trigger(TriggerArgs),
+    /// Wait until the running daemon has handled every uevent the kernel had sent when this was
+    /// called (its seqnum in /sys/kernel/uevent_seqnum): accepted by the listener, looked up by
+    /// the loader and the load plans it started ended. Like `udevadm settle`. Exits 0 when
+    /// handled, 1 on timeout (naming what is pending), 2 on bad arguments, 3 when no daemon
+    /// answers.
+    Settle(SettleArgs),
     /// Stress tests only (feature `fault-injection`): send COUNT forged multicast, unicast,
     /// bad-header and oversize datagrams each, as a hostile process would.
     #[cfg(feature = "fault-injection")]
@@ -144,10 +152,26 @@ struct TriggerArgs {
     timeout: std::time::Duration,
 }
 
+/// `devmgr settle`'s arguments.
+#[derive(clap::Args)]
+struct SettleArgs {
+    /// How long to wait at most (`120s` default, like udevadm; `500ms`, `1m30s`, bare seconds;
+    /// 1 ms to 1 h).
+    #[arg(short = 't', long, default_value = "120s", value_parser = trigger::parse_timeout)]
+    timeout: std::time::Duration,
+    /// The daemon's configuration file, for its `control.socket`.
+    #[arg(short, long, conflicts_with = "socket")]
+    config: Option<PathBuf>,
+    /// The daemon's control socket (default /run/devmgr/control).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
 mod logging;
 mod malloc;
 mod monitor;
 mod run;
+mod settle;
 mod trigger;
 
 fn module_dir(args: &ResolveArgs) -> PathBuf {
@@ -228,6 +252,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run::run(args),
         Some(Command::Monitor(args)) => monitor::monitor(args),
         Some(Command::Trigger(args)) => trigger::trigger(args),
+        Some(Command::Settle(args)) => settle::settle(args),
         Some(Command::Resolve(args)) => {
             match resolve(
                 &args,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use devmgr::config::Config;
+use devmgr::control::ControlSocket;
 use devmgr::notify::notify;
 use devmgr::observe::Summary;
 use devmgr::subsystem::{self, Observer, RunOptions};
@@ -47,6 +48,17 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
         eprintln!("devmgr: cannot listen for uevents: {err}");
         return ExitCode::FAILURE;
     }
+    // Before anything starts: a second daemon stops here.
+    let control = match &config.control.socket {
+        Some(path) => match ControlSocket::bind(path) {
+            Ok(socket) => Some(socket),
+            Err(err) => {
+                eprintln!("devmgr: cannot open the control socket: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     // Before the runtime's threads exist (see crate::malloc).
     if !crate::malloc::limit_arenas(1) {
         tracing::debug!("malloc arenas not limited (not glibc, or glibc refused)");
@@ -62,10 +74,15 @@ pub(crate) fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, args, started))
+    runtime.block_on(serve(config, args, started, control))
 }
 
-async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
+async fn serve(
+    config: Config,
+    args: RunArgs,
+    started: Instant,
+    control: Option<ControlSocket>,
+) -> ExitCode {
     #[allow(unused_mut)]
     let mut options = RunOptions {
         dry_run: args.dry_run,
@@ -102,6 +119,8 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
         }
     };
     let progress = tokio::spawn(progress(observer.clone(), started));
+    // `devmgr settle` requests; the socket file goes when this task is aborted below.
+    let control = control.map(|socket| tokio::spawn(socket.serve(observer.clone())));
     #[cfg(feature = "fault-injection")]
     if let Ok(plan) = std::env::var("DEVMGR_FAULTS") {
         match devmgr::faults::FaultPlan::parse(&plan) {
@@ -159,6 +178,10 @@ async fn serve(config: Config, args: RunArgs, started: Instant) -> ExitCode {
         }
     }
     let _ = notify("STOPPING=1");
+    if let Some(control) = control {
+        control.abort();
+        let _ = control.await;
+    }
     tree.shutdown();
     tree.wait_stopped().await;
     ExitCode::SUCCESS

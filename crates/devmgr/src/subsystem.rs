@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use uevent::Action;
 
 use crate::config::Config;
+use crate::handled::{Ledger, LookupTicket, note_accepted};
 
 /// Events the loader may have in flight from the listener (default of
 /// [`RunOptions::loader_capacity`]): about 2 MB of events at most.
@@ -75,6 +76,8 @@ pub struct Observer {
     pub(crate) loading: watch::Receiver<Option<bool>>,
     /// Dry run.
     pub(crate) dry_run: bool,
+    /// What the listener accepted and the loader has yet to look up ([`Observer::settle`]).
+    pub(crate) ledger: watch::Receiver<Ledger>,
 }
 
 /// A root runnable for a tree that holds only the device manager (`devmgr run`, tests): it
@@ -100,6 +103,7 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
     };
     let (settled_tx, settled) = watch::channel(None);
     let (loading_tx, loading) = watch::channel(None);
+    let (ledger_tx, ledger) = watch::channel(Ledger::default());
     let observer = Observer {
         settled,
         listener: names.listener.clone(),
@@ -108,6 +112,7 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         quiet: config.coldplug.settle_quiet,
         loading,
         dry_run: options.dry_run,
+        ledger,
     };
     let shared = Arc::new(Shared {
         config,
@@ -116,6 +121,7 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         settled: settled_tx,
         loading: loading_tx,
         subscribed: watch::channel(None).0,
+        ledger: ledger_tx,
     });
     let runnable = Runnable::new(move |ctx: Context| run(ctx, Arc::clone(&shared)));
     (runnable, observer)
@@ -137,6 +143,8 @@ struct Shared {
     loading: watch::Sender<Option<bool>>,
     /// The listener the loader is subscribed to (set by each loader incarnation).
     subscribed: watch::Sender<Option<ActorId>>,
+    /// Fed by the loader's subscription and the `settle` one ([`crate::handled`]).
+    ledger: watch::Sender<Ledger>,
 }
 
 fn resolver_options(config: &Config) -> ResolverOptions {
@@ -226,13 +234,20 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     let _unknown_after = ResetOnDrop(&shared.loading);
     let listener = listener_up(&ctx, &shared.names.listener).await?;
     let (queue, mut queued) = mpsc::unbounded_channel::<LoaderMsg>();
+    // The `settle` subscription below ends with this incarnation.
+    let alive = Arc::new(());
+    let incarnation = Arc::downgrade(&alive);
+    let ledger = shared.ledger.clone();
     let subscription = Subscription::to_fn(move |n| match n {
         Notification::Uevents(batch) => {
             let events = batch.iter().map(|d| Arc::clone(d.event())).collect();
+            // Counted as not looked up until the loader actor has handled the message (or it
+            // was dropped): `devmgr settle` waits for it.
+            let ticket = LookupTicket::new(&ledger, &batch);
             // The deliveries ride along and are dropped once handled: the listener's bound on
             // events in flight holds through the queue and the loader's mailbox.
             queue
-                .send(LoaderMsg::Events(events, Some(Box::new(batch))))
+                .send(LoaderMsg::Events(events, Some(Box::new((batch, ticket)))))
                 .is_ok()
         }
         Notification::Resync(_) => queue.send(LoaderMsg::Resync).is_ok(),
@@ -244,6 +259,19 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     .capacity(shared.options.loader_capacity.max(1));
     call!(listener, ListenerMsg::Subscribe, subscription)
         .map_err(|err| format!("loader could not subscribe to the listener: {err}"))?;
+    // Every accepted event, for the highest seqnum the listener accepted. After the loader's
+    // subscription, so when it sees an event the loader's ticket for it exists already. Its
+    // deliveries are dropped at once: it never falls behind.
+    let ledger = shared.ledger.clone();
+    let settle = Subscription::to_fn(move |n| {
+        if let Notification::Uevents(batch) = n {
+            note_accepted(&ledger, &batch);
+        }
+        incarnation.strong_count() > 0
+    })
+    .named("settle");
+    call!(listener, ListenerMsg::Subscribe, settle)
+        .map_err(|err| format!("settle could not subscribe to the listener: {err}"))?;
     shared.subscribed.send_replace(Some(listener.get_id()));
     ctx.signal(Signal::Healthy)?;
 

@@ -12,6 +12,12 @@ use common::{kernel_lock, root_with_index, skip_or_fail};
 fn run(config: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("devmgr.toml");
+    // A control socket of its own: another devmgr (a test run beside this one, the machine's
+    // device manager) may hold the default one.
+    let config = format!(
+        "{config}\n[control]\nsocket = {:?}\n",
+        dir.path().join("control").display().to_string()
+    );
     std::fs::write(&path, config).expect("config");
     Command::new(DEVMGR)
         .arg("run")
@@ -286,8 +292,9 @@ fn spawn_dry_run(
     std::fs::write(
         &config,
         format!(
-            "[loader]\nmodule_dir = {:?}\ncmdline = \"\"\n",
-            dir.display().to_string()
+            "[loader]\nmodule_dir = {:?}\ncmdline = \"\"\n[control]\nsocket = {:?}\n",
+            dir.display().to_string(),
+            config_dir.join("control").display().to_string()
         ),
     )
     .expect("config");

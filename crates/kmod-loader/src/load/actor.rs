@@ -2,7 +2,8 @@
 //! the load plans on a [`Loader`], remembering `ENODEV` answers per (module, alias).
 
 use std::any::Any;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -61,6 +62,13 @@ pub enum LoaderMsg {
     WaitIdle(RpcReplyPort<()>),
     /// Reply with the counters.
     Stats(RpcReplyPort<LoaderStats>),
+    /// Reply once every plan started before this message was handled has ended. Plans started
+    /// after it are not waited for (unlike [`LoaderMsg::WaitIdle`]), so a steady stream of
+    /// events cannot hold the reply back. `devmgr settle` sends it once the lookups of the
+    /// events it waits for are done.
+    WaitStarted(RpcReplyPort<()>),
+    /// Reply with the plans running now, the oldest first.
+    RunningPlans(RpcReplyPort<Vec<RunningPlan>>),
 }
 
 impl std::fmt::Debug for LoaderMsg {
@@ -76,6 +84,8 @@ impl std::fmt::Debug for LoaderMsg {
             }
             LoaderMsg::WaitIdle(_) => f.write_str("WaitIdle"),
             LoaderMsg::Stats(_) => f.write_str("Stats"),
+            LoaderMsg::WaitStarted(_) => f.write_str("WaitStarted"),
+            LoaderMsg::RunningPlans(_) => f.write_str("RunningPlans"),
         }
     }
 }
@@ -113,6 +123,8 @@ pub struct LoaderState {
     running: watch::Sender<usize>,
     /// When the last lookup was asked for or the last plan ended.
     last_activity: Arc<std::sync::Mutex<Instant>>,
+    /// The plans running, by start order (for `WaitStarted` and `RunningPlans`).
+    book: Arc<Mutex<PlanBook>>,
     stats: LoaderStats,
 }
 
@@ -132,6 +144,7 @@ impl Actor for LoaderActor {
             slots: Arc::new(Semaphore::new(MAX_PLANS_IN_FLIGHT)),
             running: watch::channel(0).0,
             last_activity: Arc::new(std::sync::Mutex::new(Instant::now())),
+            book: Arc::default(),
             stats: LoaderStats::default(),
         })
     }
@@ -184,6 +197,23 @@ impl Actor for LoaderActor {
                     .then(|| state.last_activity.lock().map(|t| t.elapsed()).ok())
                     .flatten();
                 let _ = reply.send(stats);
+            }
+            LoaderMsg::WaitStarted(reply) => {
+                let upto = lock(&state.book).next;
+                let book = Arc::clone(&state.book);
+                // Every `Running` holds a sender of `running`, and changes it after leaving the
+                // book: the wait ends once the last plan started before now has ended, also
+                // after the actor stopped.
+                let mut running = state.running.subscribe();
+                tokio::spawn(async move {
+                    let _ = running
+                        .wait_for(|_| lock(&book).all_ended_before(upto))
+                        .await;
+                    let _ = reply.send(());
+                });
+            }
+            LoaderMsg::RunningPlans(reply) => {
+                let _ = reply.send(lock(&state.book).running());
             }
         }
         Ok(())
@@ -241,7 +271,12 @@ impl LoaderState {
         let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
             return;
         };
-        let running = Running::start(&self.running, &self.last_activity);
+        let targets = to_run.iter().map(|p| p.target.clone()).collect();
+        let running = Running::start(
+            &self.running,
+            &self.last_activity,
+            (&self.book, modalias.clone(), targets),
+        );
         let (loader, cache) = (Arc::clone(&self.args.loader), Arc::clone(&self.cache));
         // The modules of one alias load one after another, in the lookup's order (udev's
         // `kmod load`): the first gets the first chance to bind the device. Aliases are
@@ -263,13 +298,22 @@ impl LoaderState {
 }
 
 /// Counts a running plan for as long as it lives (also if its task panics), and notes when it
-/// ended.
-struct Running(watch::Sender<usize>, Arc<std::sync::Mutex<Instant>>);
+/// ended. Until then it is also in the plan book, under its ticket.
+struct Running(
+    watch::Sender<usize>,
+    Arc<std::sync::Mutex<Instant>>,
+    (Arc<Mutex<PlanBook>>, u64),
+);
 
 impl Running {
-    fn start(count: &watch::Sender<usize>, last: &Arc<std::sync::Mutex<Instant>>) -> Running {
+    fn start(
+        count: &watch::Sender<usize>,
+        last: &Arc<std::sync::Mutex<Instant>>,
+        (book, modalias, modules): (&Arc<Mutex<PlanBook>>, String, Vec<String>),
+    ) -> Running {
+        let ticket = lock(book).start(modalias, modules);
         count.send_modify(|n| *n += 1);
-        Running(count.clone(), Arc::clone(last))
+        Running(count.clone(), Arc::clone(last), (Arc::clone(book), ticket))
     }
 }
 
@@ -277,8 +321,64 @@ impl Drop for Running {
     fn drop(&mut self) {
         // Noted before the count drops, so whoever sees the loader idle sees the new time.
         touch(&self.1);
+        // Out of the book before the count changes, so that a `WaitStarted` woken by the
+        // change sees the plan gone.
+        lock(&self.2.0).end(self.2.1);
         self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
+}
+
+/// A load plan the actor started that has not ended ([`LoaderMsg::RunningPlans`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningPlan {
+    /// The `MODALIAS` (or module name, for a driver rule) it loads for.
+    pub modalias: String,
+    /// The modules the alias resolved to, loaded one after another in this order.
+    pub modules: Vec<String>,
+    /// How long it has been running.
+    pub running_for: Duration,
+}
+
+/// The plans running, by ticket (start order).
+#[derive(Debug, Default)]
+struct PlanBook {
+    /// The ticket of the next plan.
+    next: u64,
+    running: BTreeMap<u64, (String, Vec<String>, Instant)>,
+}
+
+impl PlanBook {
+    fn start(&mut self, modalias: String, modules: Vec<String>) -> u64 {
+        let ticket = self.next;
+        self.next += 1;
+        self.running
+            .insert(ticket, (modalias, modules, Instant::now()));
+        ticket
+    }
+
+    fn end(&mut self, ticket: u64) {
+        self.running.remove(&ticket);
+    }
+
+    /// Whether every plan with a ticket below `upto` has ended.
+    fn all_ended_before(&self, upto: u64) -> bool {
+        self.running.range(..upto).next().is_none()
+    }
+
+    fn running(&self) -> Vec<RunningPlan> {
+        self.running
+            .values()
+            .map(|(modalias, modules, started)| RunningPlan {
+                modalias: modalias.clone(),
+                modules: modules.clone(),
+                running_for: started.elapsed(),
+            })
+            .collect()
+    }
+}
+
+fn lock(book: &Mutex<PlanBook>) -> std::sync::MutexGuard<'_, PlanBook> {
+    book.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn touch(last: &std::sync::Mutex<Instant>) {
@@ -539,6 +639,59 @@ mod tests {
         assert_eq!(kernel.calls("parport"), 1);
         let idle = call!(actor, LoaderMsg::Stats).unwrap().idle_for;
         assert!(idle.is_some(), "idle once the plan ended");
+        actor.stop(None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wait_started_waits_for_the_plans_started_before_it_and_not_for_later_ones() {
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        // Every load takes 300 ms: "a" is one load, "b" three one after another.
+        let plans = HashMap::from([
+            ("a".to_string(), vec![plan(modules.path(), "mod_a", &[])]),
+            (
+                "b".to_string(),
+                vec![plan(modules.path(), "mod_b", &["dep_b1", "dep_b2"])],
+            ),
+        ]);
+        let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
+        let loader = Arc::new(Loader::new(kernel, SysModule::new(sys.path()), 4));
+        let args = LoaderArgs {
+            resolver: Box::new(MapResolver(plans)),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        // Nothing running: the answer comes at once.
+        ractor::call_t!(actor, LoaderMsg::WaitStarted, 5000).unwrap();
+
+        let started = Instant::now();
+        actor
+            .send_message(LoaderMsg::Events(vec![event(1, "a", false)], None))
+            .unwrap();
+        let barrier = {
+            let actor = actor.clone();
+            tokio::spawn(async move { call!(actor, LoaderMsg::WaitStarted) })
+        };
+        // Handled after the barrier: not waited for.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        actor
+            .send_message(LoaderMsg::Events(vec![event(2, "b", false)], None))
+            .unwrap();
+        barrier.await.unwrap().unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        let running = call!(actor, LoaderMsg::RunningPlans).unwrap();
+        assert_eq!(running.len(), 1, "{running:?}");
+        assert_eq!(running[0].modalias, "b");
+        assert_eq!(running[0].modules, ["mod_b"]);
+        assert!(
+            waited < Duration::from_millis(850),
+            "waited for b too: {waited:?}"
+        );
+
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert!(call!(actor, LoaderMsg::RunningPlans).unwrap().is_empty());
         actor.stop(None);
     }
 
