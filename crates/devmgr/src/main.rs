@@ -9,7 +9,9 @@
 //!   `udevadm trigger --type=devices`, each write tagged with a `SYNTH_UUID`; with `--settle`
 //!   it waits until the kernel has answered every write (coldplug's `Pass`);
 //! - `devmgr settle`: waits until the running daemon has handled every uevent the kernel had
-//!   sent when it was called, like `udevadm settle` (asks the daemon's control socket).
+//!   sent when it was called, like `udevadm settle` (asks the daemon's control socket);
+//! - `devmgr completions SHELL` and `devmgr man [COMMAND]`: shell completions and man pages,
+//!   generated from the same definitions as `--help`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,7 @@ enum Command {
     Run(RunArgs),
     /// Print what would be loaded for each MODALIAS, like `modprobe --show-depends`:
     /// `insmod PATH OPTIONS` per module file, `builtin NAME` for builtin modules,
-    /// `install COMMAND` for refused install commands. Nothing is loaded or executed.
+    /// `install COMMAND` for modules with an install command. Nothing is loaded or executed.
     Resolve(ResolveArgs),
     /// Print the kernel uevents devmgr accepts as they arrive, like
     /// `udevadm monitor --kernel --property`: a header line per event, then its properties
@@ -52,6 +54,18 @@ enum Command {
     /// handled, 1 on timeout (naming what is pending), 2 on bad arguments, 3 when no daemon
     /// answers.
     Settle(SettleArgs),
+    /// Print a shell completion script for SHELL (bash, zsh or fish) on standard output.
+    Completions {
+        /// The shell.
+        #[arg(value_parser = ["bash", "zsh", "fish"])]
+        shell: String,
+    },
+    /// Print the man page of devmgr, or of one of its commands (devmgr-COMMAND(1)), in roff on
+    /// standard output (`devmgr man run | man -l -`).
+    Man {
+        /// The command whose page to print; without it, devmgr(1).
+        command: Option<String>,
+    },
     /// Stress tests only (feature `fault-injection`): send COUNT forged multicast, unicast,
     /// bad-header and oversize datagrams each, as a hostile process would.
     #[cfg(feature = "fault-injection")]
@@ -167,6 +181,7 @@ struct SettleArgs {
     socket: Option<PathBuf>,
 }
 
+mod docs;
 mod logging;
 mod malloc;
 mod monitor;
@@ -253,6 +268,8 @@ fn main() -> ExitCode {
         Some(Command::Monitor(args)) => monitor::monitor(args),
         Some(Command::Trigger(args)) => trigger::trigger(args),
         Some(Command::Settle(args)) => settle::settle(args),
+        Some(Command::Completions { shell }) => docs::completions(&shell),
+        Some(Command::Man { command }) => docs::man(command.as_deref()),
         Some(Command::Resolve(args)) => {
             match resolve(
                 &args,

@@ -510,3 +510,89 @@ fn trigger_settle_gives_up_on_devices_that_never_answer() {
         assert_eq!(written(tmp.path(), "devices/a"), "", "not a tty");
     }
 }
+
+/// The subcommands `devmgr --help` lists.
+fn subcommands() -> Vec<String> {
+    let help = String::from_utf8(devmgr(&["--help"]).stdout).expect("utf8");
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The long options `devmgr ARGS --help` lists.
+fn long_options(args: &[&str]) -> Vec<String> {
+    let mut argv = args.to_vec();
+    argv.push("--help");
+    let help = String::from_utf8(devmgr(&argv).stdout).expect("utf8");
+    // Option lines: "  -c, --config <CONFIG>  text" or "      --dry-run  text".
+    let mut options: Vec<String> = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with('-'))
+        .filter_map(|l| l.split("  ").next())
+        .flat_map(|spec| spec.split([',', ' ']))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| w.split(['=', '<']).next().unwrap_or(w).to_owned())
+        .collect();
+    options.sort();
+    options.dedup();
+    options
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_command_and_option_of_help() {
+    let commands = subcommands();
+    assert!(commands.len() >= 6, "{commands:?}");
+    let man_top = String::from_utf8(devmgr(&["man"]).stdout).expect("utf8");
+    let scripts: Vec<(String, String)> = ["bash", "zsh", "fish"]
+        .iter()
+        .map(|shell| {
+            let out = devmgr(&["completions", shell]);
+            assert!(out.status.success(), "{shell}: {out:?}");
+            (
+                (*shell).to_owned(),
+                String::from_utf8(out.stdout).expect("utf8"),
+            )
+        })
+        .collect();
+    for command in &commands {
+        assert!(
+            man_top.contains(command.as_str()),
+            "devmgr(1) lacks {command}"
+        );
+        let out = devmgr(&["man", command]);
+        assert!(out.status.success(), "man {command}: {out:?}");
+        // roff escapes every '-' as '\-'.
+        let page = String::from_utf8(out.stdout)
+            .expect("utf8")
+            .replace("\\-", "-");
+        assert!(
+            page.contains(&format!("devmgr-{command}")),
+            "{command}: {page}"
+        );
+        for option in long_options(&[command.as_str()]) {
+            assert!(page.contains(&option), "devmgr-{command}(1) lacks {option}");
+            for (shell, script) in &scripts {
+                // fish names long options without their dashes (`-l config`).
+                let bare = option.trim_start_matches('-');
+                assert!(
+                    script.contains(&option) || (shell == "fish" && script.contains(bare)),
+                    "{shell} completions lack {command} {option}"
+                );
+            }
+        }
+        for (shell, script) in &scripts {
+            assert!(
+                script.contains(command.as_str()),
+                "{shell} completions lack {command}"
+            );
+        }
+    }
+    assert_eq!(devmgr(&["man", "nosuch"]).status.code(), Some(2));
+    assert_eq!(devmgr(&["completions", "tcsh"]).status.code(), Some(2));
+}
