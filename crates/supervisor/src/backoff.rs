@@ -34,9 +34,20 @@ pub enum InvalidPolicy {
         /// What is wrong.
         message: String,
     },
-    /// An override names something that is not a DN.
+    /// An override or attach point of a [`RestartPolicy`] names something that is not a DN.
+    ///
+    /// [`RestartPolicy`]: crate::RestartPolicy
     #[error("{0:?} is not a valid DN (expected `root` or `root.<name>...`)")]
     Dn(String),
+    /// An override or attach point of a [`SubtreePolicy`] names something that is not a DN
+    /// relative to the policy's attach point.
+    ///
+    /// [`SubtreePolicy`]: crate::SubtreePolicy
+    #[error(
+        "{0:?} is not a valid relative DN (expected `<name>` or `<name>.<name>...`, relative to \
+         the node the policy is attached at)"
+    )]
+    RelativeDn(String),
 }
 
 impl BackoffParams {

@@ -299,6 +299,10 @@ impl Context {
         if let Err(m) = misuse {
             panic!("{m}");
         }
+        if signal == Signal::Healthy && !self.shared.policy_entries.is_empty() {
+            // The node can start no more children: the policy's DNs below it may be unmatched.
+            self.shared.send(ProcessorMsg::PolicyCheck);
+        }
         Ok(())
     }
 

@@ -58,6 +58,28 @@
 //! # Ok::<(), supervisor::PolicyError>(())
 //! ```
 //!
+//! A subsystem that may be mounted anywhere in a tree keeps its own policy as a
+//! [`SubtreePolicy`], whose overrides name nodes relative to the node it is attached at; the
+//! application attaches it where it runs the subsystem, and its own absolute overrides keep
+//! precedence (the rules, with an example, are on [`RestartPolicy`]):
+//!
+//! ```
+//! # use supervisor::{RestartPolicy, SubtreePolicy};
+//! // The subsystem's section, relative: `listener` is the child `listener` of its node.
+//! let devmgr = SubtreePolicy::from_toml_str(r#"
+//!     [overrides.listener]
+//!     initial_interval = "100ms"
+//! "#)?;
+//! // The application runs the subsystem as `root.agent.devices`.
+//! let policy = RestartPolicy::default().attach("root.agent.devices", devmgr)?;
+//! assert_eq!(policy.params_for("root.agent.devices.listener").initial_interval.as_millis(), 100);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A DN of the policy that names no node once the node above it can no longer start it (a
+//! typo such as `root.devmgr.listner`) is logged as a warning at the supervisor's DN, naming
+//! the closest existing DN, and listed by [`Supervisor::unmatched_overrides`].
+//!
 //! A bad file is rejected with a [`PolicyError`] naming the line and field at fault. Parameters
 //! that would restart a failing runnable in a tight loop are rejected, from TOML and from
 //! [`RestartPolicy::new`]/[`RestartPolicy::with_override`]/[`Backoff::new`] alike
@@ -151,7 +173,9 @@
 //! * The settle detector also counts the first poll of a started runnable as activity, and does
 //!   not release while a started runnable waits for its first poll (a goroutine starts at once;
 //!   a tokio task waits for a free worker thread).
-//! * Backoff parameters are configurable through a [`RestartPolicy`] (Go hard-codes them, O4).
+//! * Backoff parameters are configurable through a [`RestartPolicy`], with [`SubtreePolicy`]s
+//!   attached to subtrees, and DNs of the policy that name no node are reported (Go hard-codes
+//!   the parameters, O4).
 //! * Children added after shutdown are marked Dead at once instead of by the liquidator.
 //! * Duplicate names within one `run_group` call are rejected (Go's map keys cannot repeat).
 //! * `wait_settled` after shutdown returns [`Error::ShutDown`] instead of blocking forever, and
@@ -207,6 +231,7 @@ mod state;
 mod supervisor;
 mod token;
 mod tree;
+mod unmatched;
 mod watch;
 
 pub use actor::{
@@ -222,8 +247,9 @@ pub use harness::TestHarness;
 pub use logging::{LogEntry, LogRecorder, Logger, SUPERVISOR_DN, Severity};
 pub use metrics::{DnState, InMemoryMetrics, Metrics, TransitionMetrics};
 pub use name::is_valid_name;
-pub use policy::{PolicyError, PolicySection, RestartPolicy};
+pub use policy::{PolicyError, PolicySection, RestartPolicy, SubtreePolicy};
 pub use runnable::{PanicPayload, RunFuture, Runnable};
 pub use state::{NodeState, Signal};
 pub use supervisor::{Options, Supervisor};
 pub use token::CancelToken;
+pub use unmatched::UnmatchedOverride;

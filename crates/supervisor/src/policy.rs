@@ -1,4 +1,5 @@
-//! Restart policy: backoff parameters loaded from TOML, with per-DN overrides.
+//! Restart policy: backoff parameters loaded from TOML, with per-DN overrides, and policies
+//! attached to subtrees.
 //!
 //! ```toml
 //! [defaults]                    # every field optional; Go's values when absent
@@ -11,6 +12,9 @@
 //! initial_interval = "100ms"
 //! max_interval = "5s"
 //! ```
+//!
+//! A [`SubtreePolicy`] has the same format, but its override keys are DNs relative to the node
+//! it is attached at (`[overrides.listener]`); see [`RestartPolicy::attach`].
 //!
 //! Durations are Go-style strings ([`crate::parse_duration`]): `"500ms"`, `"1.5s"`, `"1m30s"`,
 //! at most a day. A bad file is rejected with a [`PolicyError`] naming the line and field at
@@ -26,11 +30,205 @@ use crate::backoff::{BackoffParams, InvalidPolicy, MIN_INITIAL_INTERVAL};
 use crate::duration::parse_duration;
 use crate::name::is_valid_name;
 
-/// Backoff parameters for every node, with per-DN overrides.
+/// The backoff parameters of a whole tree: defaults, per-node overrides by absolute DN, and
+/// [`SubtreePolicy`]s attached to subtrees. Set with
+/// [`Options::restart_policy`](crate::Options::restart_policy).
+///
+/// # Subtrees, relative DNs and precedence
+///
+/// A subsystem that can be mounted anywhere in a tree (devmgr under `root.devmgr` on its own,
+/// under `root.agent.devices` in a node agent) writes its policy as a [`SubtreePolicy`], whose
+/// override keys are DNs *relative to the node the policy is attached at*: `listener` names the
+/// child `listener` of that node, `listener.worker` a grandchild. The node itself gets the
+/// subtree policy's defaults. Whoever builds the tree attaches it where it mounted the subsystem:
+///
+/// ```
+/// use std::time::Duration;
+/// use supervisor::{RestartPolicy, SubtreePolicy};
+///
+/// // The subsystem's table (e.g. devmgr's `[restart]`): relative to the subsystem's node.
+/// let devmgr = SubtreePolicy::from_toml_str(r#"
+///     [defaults]
+///     max_interval = "1m30s"
+///     [overrides.listener]
+///     initial_interval = "100ms"
+///     [overrides.loader]
+///     initial_interval = "2s"
+/// "#)?;
+/// // The agent's own policy: absolute DNs. It runs devmgr as `root.agent.devices`.
+/// let policy = RestartPolicy::from_toml_str(r#"
+///     [defaults]
+///     max_interval = "45s"
+///     [overrides."root.agent.devices.loader"]
+///     initial_interval = "300ms"
+/// "#)?
+/// .attach("root.agent.devices", devmgr)?;
+///
+/// let p = |dn: &str| policy.params_for(dn);
+/// // The attached policy's overrides, relative to `root.agent.devices`...
+/// assert_eq!(p("root.agent.devices.listener").initial_interval, Duration::from_millis(100));
+/// // ... its defaults for the rest of the subtree, the attach point included...
+/// assert_eq!(p("root.agent.devices").max_interval, Duration::from_secs(90));
+/// assert_eq!(p("root.agent.devices.coldplug").max_interval, Duration::from_secs(90));
+/// // ... but the agent's own override of a node wins (its unset fields: the agent's defaults).
+/// assert_eq!(p("root.agent.devices.loader").initial_interval, Duration::from_millis(300));
+/// assert_eq!(p("root.agent.devices.loader").max_interval, Duration::from_secs(45));
+/// // Outside the subtree, the agent's defaults.
+/// assert_eq!(p("root.agent").max_interval, Duration::from_secs(45));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The parameters of the node at a DN are decided from the outside in, by the first that
+/// applies:
+///
+/// 1. an override of this policy naming exactly that DN (the tree's owner has the last word,
+///    also inside an attached subtree);
+/// 2. the subtree policy attached at the deepest attach point at or above the DN, asked the
+///    same way with the DN made relative to its attach point (its own exact override, then the
+///    policies attached inside it, then its defaults);
+/// 3. this policy's defaults.
+///
+/// Unset fields of an override come from the defaults of the policy that holds the override.
+/// Overrides apply to exactly one node, never to its children. A subtree is matched by whole
+/// names: a policy attached at `root.a` does not cover `root.ab`.
+///
+/// # Overrides that name no node
+///
+/// A DN in a policy (an override, or an attach point) that does not name a node of the running
+/// tree is reported, so that a typo such as `root.devmgr.listner` does not go unnoticed. Nodes
+/// appear over time, so a DN counts as *unmatched* only when no node has it and the nearest
+/// existing node above it has signalled Healthy (or Done) in its current incarnation: from then
+/// on that node cannot start children ([`Error::NotNew`](crate::Error::NotNew)) until it
+/// restarts, so the DN cannot appear before then. Below a node that stays New (one that has
+/// not signalled Healthy yet, or never does) a DN is never unmatched: it may still appear.
+///
+/// Whenever the tree has settled (no start or exit for the settle detector's quiet period, as
+/// for [`Supervisor::wait_settled`](crate::Supervisor::wait_settled)) and something changed
+/// since the last look, the supervisor checks every DN of its policy and logs a warning at the
+/// supervisor's DN for each unmatched one, once per DN for the life of the supervisor, naming
+/// the closest existing DN when one is close (a likely intended node);
+/// [`Supervisor::unmatched_overrides`](crate::Supervisor::unmatched_overrides) applies the rule
+/// to the current tree on demand. When an attach point is unmatched, only the attachment is
+/// reported, not the DNs inside the attached policy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RestartPolicy {
+    layer: Layer,
+}
+
+/// The backoff parameters of a subtree, to be attached to the node the subtree starts at with
+/// [`RestartPolicy::attach`] (or, nested, [`SubtreePolicy::attach`]): defaults for every node
+/// of the subtree, the attach point included, and overrides by DN *relative to the attach
+/// point* (`listener`, `listener.worker`; never the attach point itself, which takes the
+/// defaults). See [`RestartPolicy`] for the precedence and the reporting of overrides that name
+/// no node.
+///
+/// The TOML format is that of [`RestartPolicy::from_toml_str`] with relative keys:
+///
+/// ```toml
+/// [defaults]
+/// max_interval = "1m30s"
+///
+/// [overrides.listener]            # the child `listener` of the node attached at
+/// initial_interval = "100ms"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubtreePolicy {
+    layer: Layer,
+}
+
+/// Defaults, overrides and attached policies, keyed by DNs in one scope: absolute in the tree's
+/// policy, relative to the attach point in a subtree policy.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Layer {
     defaults: BackoffParams,
     overrides: BTreeMap<String, BackoffParams>,
+    attached: BTreeMap<String, Layer>,
+}
+
+impl Layer {
+    fn new(defaults: BackoffParams) -> Result<Self, InvalidPolicy> {
+        defaults.validate()?;
+        Ok(Self {
+            defaults,
+            ..Self::default()
+        })
+    }
+
+    /// The parameters at `path` (a DN in this layer's scope; empty for the attach point).
+    fn params_for(&self, path: &str) -> BackoffParams {
+        if let Some(p) = self.overrides.get(path) {
+            return *p;
+        }
+        // The deepest attach point at or above `path`.
+        let mut prefix = path;
+        loop {
+            if let Some(layer) = self.attached.get(prefix) {
+                let rest = path[prefix.len()..].strip_prefix('.').unwrap_or("");
+                return layer.params_for(rest);
+            }
+            match prefix.rfind('.') {
+                Some(i) => prefix = &prefix[..i],
+                None => return self.defaults,
+            }
+        }
+    }
+
+    /// Every DN of the layer and of the layers attached to it, as absolute DNs: `base` is the
+    /// attach point of this layer (`None` for the tree's policy).
+    fn entries(&self, base: Option<&str>, out: &mut Vec<Entry>) {
+        let join = |key: &str| match base {
+            Some(b) => format!("{b}.{key}"),
+            None => key.to_string(),
+        };
+        for key in self.overrides.keys() {
+            out.push(Entry {
+                dn: join(key),
+                key: key.clone(),
+                attached_at: base.map(str::to_string),
+                attachment: false,
+            });
+        }
+        for (key, layer) in &self.attached {
+            let dn = join(key);
+            out.push(Entry {
+                dn: dn.clone(),
+                key: key.clone(),
+                attached_at: base.map(str::to_string),
+                attachment: true,
+            });
+            layer.entries(Some(&dn), out);
+        }
+    }
+}
+
+/// A DN named by a policy (an override or an attach point), made absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) dn: String,
+    pub(crate) key: String,
+    pub(crate) attached_at: Option<String>,
+    pub(crate) attachment: bool,
+}
+
+/// Which kind of DN a policy's keys are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Absolute: `root` or `root.<name>...`.
+    Tree,
+    /// Relative to the attach point: `<name>` or `<name>.<name>...`.
+    Subtree,
+}
+
+impl Scope {
+    fn check(self, dn: &str) -> Result<(), InvalidPolicy> {
+        match self {
+            Scope::Tree if !is_valid_dn(dn) => Err(InvalidPolicy::Dn(dn.to_string())),
+            Scope::Subtree if !is_valid_relative_dn(dn) => {
+                Err(InvalidPolicy::RelativeDn(dn.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A rejected restart policy file: where, which field, and why.
@@ -52,10 +250,8 @@ impl RestartPolicy {
     /// A policy with the given defaults and no overrides. Fails when the parameters do not pass
     /// [`BackoffParams::validate`] (they would make restarts spin).
     pub fn new(defaults: BackoffParams) -> Result<Self, InvalidPolicy> {
-        defaults.validate()?;
         Ok(Self {
-            defaults,
-            overrides: BTreeMap::new(),
+            layer: Layer::new(defaults)?,
         })
     }
 
@@ -63,36 +259,52 @@ impl RestartPolicy {
     /// DN (`root` or `root.<name>...`) or the parameters do not pass
     /// [`BackoffParams::validate`].
     pub fn with_override(
-        mut self,
+        self,
         dn: impl Into<String>,
         params: BackoffParams,
     ) -> Result<Self, InvalidPolicy> {
-        let dn = dn.into();
-        if !is_valid_dn(&dn) {
-            return Err(InvalidPolicy::Dn(dn));
-        }
-        params.validate()?;
-        self.overrides.insert(dn, params);
-        Ok(self)
+        Ok(Self {
+            layer: with_override(self.layer, Scope::Tree, dn.into(), params)?,
+        })
     }
 
-    /// The default parameters.
+    /// Attaches `subtree` at the node at `at` (an absolute DN, `root` or `root.<name>...`): its
+    /// defaults apply to that node and everything below it, its overrides name nodes relative
+    /// to `at`. This policy's own overrides keep precedence, also inside the subtree (see the
+    /// type's docs). Attaching again at the same DN replaces the policy attached there.
+    pub fn attach(
+        self,
+        at: impl Into<String>,
+        subtree: SubtreePolicy,
+    ) -> Result<Self, InvalidPolicy> {
+        Ok(Self {
+            layer: attach(self.layer, Scope::Tree, at.into(), subtree)?,
+        })
+    }
+
+    /// The default parameters (those of nodes outside every attached subtree).
     pub fn defaults(&self) -> BackoffParams {
-        self.defaults
+        self.layer.defaults
     }
 
-    /// The parameters for the node at `dn`: its override, else the defaults.
+    /// The parameters for the node at `dn` (absolute), resolved as the type's docs describe.
     pub fn params_for(&self, dn: &str) -> BackoffParams {
-        self.overrides.get(dn).copied().unwrap_or(self.defaults)
+        self.layer.params_for(dn)
     }
 
-    /// Parses a policy from TOML text.
+    /// Every DN the policy names (its overrides and attach points, and those of the attached
+    /// policies), made absolute.
+    pub(crate) fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        self.layer.entries(None, &mut out);
+        out
+    }
+
+    /// Parses a policy from TOML text (override keys are absolute DNs).
     pub fn from_toml_str(text: &str) -> Result<Self, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            error_at(text, offset, None, e.message().to_string())
-        })?;
-        Self::from_raw(text, raw)
+        Ok(Self {
+            layer: layer_from_toml_str(text, Scope::Tree)?,
+        })
     }
 
     /// Checks a policy that was read as one table of a larger TOML document (e.g. `[restart]`
@@ -115,40 +327,162 @@ impl RestartPolicy {
         prefix: &str,
         section: PolicySection,
     ) -> Result<Self, PolicyError> {
-        let mut policy = Self::from_raw(text, section.0);
-        if let Err(e) = &mut policy
-            && let Some(field) = &mut e.field
-        {
-            *field = format!("{prefix}.{field}");
-        }
-        policy
-    }
-
-    fn from_raw(text: &str, raw: RawPolicy) -> Result<Self, PolicyError> {
-        let base = BackoffParams::default();
-        let defaults = match &raw.defaults {
-            Some(d) => d.resolve(text, base, "defaults")?,
-            None => base,
-        };
-        let mut overrides = BTreeMap::new();
-        for (dn, params) in raw.overrides.unwrap_or_default() {
-            let prefix = format!("overrides.{dn:?}");
-            if !is_valid_dn(&dn) {
-                return Err(error_at(
-                    text,
-                    params.span().start,
-                    Some(prefix),
-                    format!("{dn:?} is not a valid DN (expected `root` or `root.<name>...`)"),
-                ));
-            }
-            let resolved = params.get_ref().resolve(text, defaults, &prefix)?;
-            overrides.insert(dn, resolved);
-        }
         Ok(Self {
-            defaults,
-            overrides,
+            layer: layer_from_section(text, prefix, section, Scope::Tree)?,
         })
     }
+}
+
+impl SubtreePolicy {
+    /// A subtree policy with the given defaults and no overrides. Fails when the parameters do
+    /// not pass [`BackoffParams::validate`].
+    pub fn new(defaults: BackoffParams) -> Result<Self, InvalidPolicy> {
+        Ok(Self {
+            layer: Layer::new(defaults)?,
+        })
+    }
+
+    /// Adds (or replaces) the parameters used for the node at `dn`, relative to the attach
+    /// point (`listener`, `listener.worker`). Fails when `dn` is not a relative DN
+    /// (`<name>` or `<name>.<name>...`) or the parameters do not pass
+    /// [`BackoffParams::validate`].
+    pub fn with_override(
+        self,
+        dn: impl Into<String>,
+        params: BackoffParams,
+    ) -> Result<Self, InvalidPolicy> {
+        Ok(Self {
+            layer: with_override(self.layer, Scope::Subtree, dn.into(), params)?,
+        })
+    }
+
+    /// Attaches `subtree` at the node at `at`, relative to this policy's attach point (a
+    /// subsystem mounting another one). This policy's own overrides keep precedence inside it,
+    /// as with [`RestartPolicy::attach`]. Attaching again at the same DN replaces the policy
+    /// attached there.
+    pub fn attach(
+        self,
+        at: impl Into<String>,
+        subtree: SubtreePolicy,
+    ) -> Result<Self, InvalidPolicy> {
+        Ok(Self {
+            layer: attach(self.layer, Scope::Subtree, at.into(), subtree)?,
+        })
+    }
+
+    /// The default parameters of the subtree's nodes (the attach point included).
+    pub fn defaults(&self) -> BackoffParams {
+        self.layer.defaults
+    }
+
+    /// The parameters for the node at `dn`, relative to the attach point (`""` for the attach
+    /// point itself), resolved as [`RestartPolicy`]'s docs describe.
+    pub fn params_for(&self, dn: &str) -> BackoffParams {
+        self.layer.params_for(dn)
+    }
+
+    /// Parses a subtree policy from TOML text (override keys are relative DNs).
+    pub fn from_toml_str(text: &str) -> Result<Self, PolicyError> {
+        Ok(Self {
+            layer: layer_from_toml_str(text, Scope::Subtree)?,
+        })
+    }
+
+    /// Checks a subtree policy that was read as one table of a larger TOML document (e.g.
+    /// `[restart]` of a subsystem's configuration file), like [`RestartPolicy::from_section`].
+    ///
+    /// ```
+    /// # use supervisor::{PolicySection, SubtreePolicy};
+    /// #[derive(serde::Deserialize)]
+    /// struct AppConfig { restart: Option<PolicySection> }
+    ///
+    /// let text = "[restart.overrides.listener]\nmax_interval = \"5s\"\n";
+    /// let app: AppConfig = toml::from_str(text).unwrap();
+    /// let policy = SubtreePolicy::from_section(text, "restart", app.restart.unwrap()).unwrap();
+    /// assert_eq!(policy.params_for("listener").max_interval.as_secs(), 5);
+    /// ```
+    pub fn from_section(
+        text: &str,
+        prefix: &str,
+        section: PolicySection,
+    ) -> Result<Self, PolicyError> {
+        Ok(Self {
+            layer: layer_from_section(text, prefix, section, Scope::Subtree)?,
+        })
+    }
+}
+
+fn with_override(
+    mut layer: Layer,
+    scope: Scope,
+    dn: String,
+    params: BackoffParams,
+) -> Result<Layer, InvalidPolicy> {
+    scope.check(&dn)?;
+    params.validate()?;
+    layer.overrides.insert(dn, params);
+    Ok(layer)
+}
+
+fn attach(
+    mut layer: Layer,
+    scope: Scope,
+    at: String,
+    subtree: SubtreePolicy,
+) -> Result<Layer, InvalidPolicy> {
+    scope.check(&at)?;
+    layer.attached.insert(at, subtree.layer);
+    Ok(layer)
+}
+
+fn layer_from_toml_str(text: &str, scope: Scope) -> Result<Layer, PolicyError> {
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        error_at(text, offset, None, e.message().to_string())
+    })?;
+    layer_from_raw(text, raw, scope)
+}
+
+fn layer_from_section(
+    text: &str,
+    prefix: &str,
+    section: PolicySection,
+    scope: Scope,
+) -> Result<Layer, PolicyError> {
+    let mut layer = layer_from_raw(text, section.0, scope);
+    if let Err(e) = &mut layer
+        && let Some(field) = &mut e.field
+    {
+        *field = format!("{prefix}.{field}");
+    }
+    layer
+}
+
+fn layer_from_raw(text: &str, raw: RawPolicy, scope: Scope) -> Result<Layer, PolicyError> {
+    let base = BackoffParams::default();
+    let defaults = match &raw.defaults {
+        Some(d) => d.resolve(text, base, "defaults")?,
+        None => base,
+    };
+    let mut overrides = BTreeMap::new();
+    for (dn, params) in raw.overrides.unwrap_or_default() {
+        let prefix = format!("overrides.{dn:?}");
+        if let Err(e) = scope.check(&dn) {
+            return Err(error_at(
+                text,
+                params.span().start,
+                Some(prefix),
+                e.to_string(),
+            ));
+        }
+        let resolved = params.get_ref().resolve(text, defaults, &prefix)?;
+        overrides.insert(dn, resolved);
+    }
+    Ok(Layer {
+        defaults,
+        overrides,
+        attached: BTreeMap::new(),
+    })
 }
 
 fn is_valid_dn(dn: &str) -> bool {
@@ -156,8 +490,13 @@ fn is_valid_dn(dn: &str) -> bool {
     parts.next() == Some("root") && parts.all(is_valid_name)
 }
 
+fn is_valid_relative_dn(dn: &str) -> bool {
+    dn.split('.').all(is_valid_name)
+}
+
 /// A restart policy as a table of a larger TOML document, with the positions of its values;
-/// checked by [`RestartPolicy::from_section`]. Same keys as a policy file.
+/// checked by [`RestartPolicy::from_section`] or [`SubtreePolicy::from_section`]. Same keys as
+/// a policy file.
 #[derive(Debug, Deserialize)]
 #[serde(transparent)]
 pub struct PolicySection(RawPolicy);
@@ -256,7 +595,7 @@ impl RawParams {
         if let Err(e) = p.validate() {
             let (f, message) = match e {
                 InvalidPolicy::Param { field, message } => (field, message),
-                InvalidPolicy::Dn(dn) => ("", dn),
+                InvalidPolicy::Dn(dn) | InvalidPolicy::RelativeDn(dn) => ("", dn),
             };
             return Err(error_at(text, 0, field(f), message));
         }
@@ -500,7 +839,135 @@ initial_interval = "100ms"
     }
 
     #[test]
+    fn compound_go_durations_are_accepted_in_every_field() {
+        let text = r#"
+[defaults]
+initial_interval = "1m30s"
+max_interval = "2h45m30.5s"
+
+[overrides."root.a"]
+initial_interval = "1s500ms"
+max_interval = "1h1m1s"
+"#;
+        let p = RestartPolicy::from_toml_str(text).unwrap();
+        assert_eq!(p.defaults().initial_interval, Duration::from_secs(90));
+        assert_eq!(
+            p.defaults().max_interval,
+            Duration::from_millis(9_930_500),
+            "2h45m30.5s"
+        );
+        let a = p.params_for("root.a");
+        assert_eq!(a.initial_interval, Duration::from_millis(1500));
+        assert_eq!(a.max_interval, Duration::from_secs(3661));
+        // The same text with a relative key is a subtree policy.
+        let sub = SubtreePolicy::from_toml_str(&text.replace("\"root.a\"", "\"a\"")).unwrap();
+        assert_eq!(sub.defaults(), p.defaults());
+        assert_eq!(sub.params_for("a"), a);
+        // A bad term inside a compound duration names its line and field.
+        let e =
+            SubtreePolicy::from_toml_str("[overrides.a]\nmax_interval = \"1m30\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (2, Some("overrides.\"a\".max_interval"))
+        );
+    }
+
+    #[test]
+    fn subtree_keys_are_relative_and_tree_keys_absolute() {
+        let e =
+            SubtreePolicy::from_toml_str("[overrides.\"a..b\"]\nmultiplier = 2.0\n").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("overrides.\"a..b\""));
+        assert!(e.message.contains("not a valid relative DN"), "{e}");
+        // `listener` is a relative DN, not an absolute one.
+        let e =
+            RestartPolicy::from_toml_str("[overrides.listener]\nmultiplier = 2.0\n").unwrap_err();
+        assert!(e.message.contains("not a valid DN"), "{e}");
+        let p = SubtreePolicy::from_toml_str("[overrides.listener]\nmultiplier = 2.0\n").unwrap();
+        assert_eq!(p.params_for("listener").multiplier, 2.0);
+        assert_eq!(
+            p.params_for("").multiplier,
+            1.5,
+            "the attach point: defaults"
+        );
+    }
+
+    #[test]
+    fn attaching_again_at_the_same_dn_replaces_the_policy() {
+        let d = BackoffParams::default();
+        let with = |ms: u64| BackoffParams {
+            initial_interval: Duration::from_millis(ms),
+            ..d
+        };
+        let p = RestartPolicy::default()
+            .attach("root.a", SubtreePolicy::new(with(10)).unwrap())
+            .unwrap()
+            .attach("root.a", SubtreePolicy::new(with(20)).unwrap())
+            .unwrap();
+        assert_eq!(p.params_for("root.a.x"), with(20));
+        assert_eq!(p.entries().len(), 1);
+        // An attachment at `root` covers the whole tree below the tree's own overrides.
+        let p = RestartPolicy::default()
+            .with_override("root.b", with(30))
+            .unwrap()
+            .attach("root", SubtreePolicy::new(with(40)).unwrap())
+            .unwrap();
+        assert_eq!(p.params_for("root"), with(40));
+        assert_eq!(p.params_for("root.a"), with(40));
+        assert_eq!(p.params_for("root.b"), with(30));
+    }
+
+    #[test]
+    fn entries_name_every_dn_absolutely() {
+        let d = BackoffParams::default();
+        let inner = SubtreePolicy::default().with_override("w", d).unwrap();
+        let sub = SubtreePolicy::default()
+            .with_override("listener", d)
+            .unwrap()
+            .attach("loader", inner)
+            .unwrap();
+        let p = RestartPolicy::default()
+            .with_override("root.x", d)
+            .unwrap()
+            .attach("root.agent.devices", sub)
+            .unwrap();
+        let got: Vec<(String, String, Option<String>, bool)> = p
+            .entries()
+            .into_iter()
+            .map(|e| (e.dn, e.key, e.attached_at, e.attachment))
+            .collect();
+        let s = |v: &str| v.to_string();
+        let at = |v: &str| Some(v.to_string());
+        assert_eq!(
+            got,
+            [
+                (s("root.x"), s("root.x"), None, false),
+                (s("root.agent.devices"), s("root.agent.devices"), None, true),
+                (
+                    s("root.agent.devices.listener"),
+                    s("listener"),
+                    at("root.agent.devices"),
+                    false
+                ),
+                (
+                    s("root.agent.devices.loader"),
+                    s("loader"),
+                    at("root.agent.devices"),
+                    true
+                ),
+                (
+                    s("root.agent.devices.loader.w"),
+                    s("w"),
+                    at("root.agent.devices.loader"),
+                    false
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn durations_accept_units_and_fractions() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));

@@ -7,6 +7,7 @@
 //! timers and the blocked-poll check, so that runnables blocking the worker threads of the
 //! application's runtime cannot stop it. Runnables are spawned on the application's runtime.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -134,6 +135,9 @@ pub(crate) enum ProcessorMsg {
     WaitSettled(oneshot::Sender<()>),
     /// Internal timer for the settle detector.
     SettleCheck,
+    /// A node signalled Healthy: the restart policy's DNs below it may have become unmatched.
+    /// Not activity for the settle detector (nothing was started and nothing exited).
+    PolicyCheck,
     /// Shut the tree down (K1).
     Shutdown,
     /// The runtime that runs the runnables has shut down: stop.
@@ -150,6 +154,10 @@ pub(crate) struct ProcessorState {
     liquidating: bool,
     /// The blocked-poll check (see `crate::watch`).
     poll_check: Option<JoinHandle<()>>,
+    /// The tree changed since the restart policy's DNs were last checked against it.
+    policy_check_due: bool,
+    /// The indices (in `Shared::policy_entries`) of the DNs already warned about.
+    warned: BTreeSet<usize>,
 }
 
 impl Actor for Processor {
@@ -181,6 +189,8 @@ impl Actor for Processor {
             settle_check_pending: false,
             liquidating: false,
             poll_check,
+            policy_check_due: false,
+            warned: BTreeSet::new(),
         })
     }
 
@@ -210,6 +220,7 @@ impl Actor for Processor {
                     // Starting a runnable changes no state the restart pass looks at, so the
                     // pass only runs after exits (GC7 latitude).
                     st.schedule(&me, id, incarnation);
+                    st.tree_changed(&me);
                 }
             }
             ProcessorMsg::Died {
@@ -223,12 +234,18 @@ impl Actor for Processor {
                     st.last_activity = Instant::now();
                     st.died(id, incarnation, outcome);
                     st.restart_pass(&me);
+                    st.tree_changed(&me);
                 }
             }
             ProcessorMsg::WaitSettled(tx) => {
                 if !st.liquidating {
                     st.waiters.push(tx);
                     st.check_settled(&me);
+                }
+            }
+            ProcessorMsg::PolicyCheck => {
+                if !st.liquidating {
+                    st.tree_changed(&me);
                 }
             }
             ProcessorMsg::SettleCheck => {
@@ -437,14 +454,21 @@ impl ProcessorState {
     /// (starts and exits handled here), the first poll of a started runnable counts as activity,
     /// and the tree is not settled while a started runnable waits for its first poll (Go's
     /// goroutines start at once; a tokio task may wait for a busy worker thread).
+    ///
+    /// When the restart policy names DNs and the tree changed since they were last checked, the
+    /// detector also runs without waiters, and checks them (before releasing the waiters, so
+    /// that the warnings are logged when `wait_settled` returns).
     fn check_settled(&mut self, me: &ActorRef<ProcessorMsg>) {
-        if self.waiters.is_empty() {
+        if self.waiters.is_empty() && !self.policy_check_due {
             return;
         }
         let (starting, last_start) = self.shared.start_activity();
         let last = last_start.map_or(self.last_activity, |s| s.max(self.last_activity));
         let quiet = last.elapsed();
         if !starting && quiet >= SETTLE_QUIET {
+            if std::mem::take(&mut self.policy_check_due) {
+                self.warn_unmatched();
+            }
             for w in self.waiters.drain(..) {
                 let _ = w.send(());
             }
@@ -456,6 +480,29 @@ impl ProcessorState {
                 SETTLE_QUIET - quiet
             };
             me.send_after(wait, || ProcessorMsg::SettleCheck);
+        }
+    }
+
+    /// The tree changed (a start, an exit, a Healthy signal): check the restart policy's DNs
+    /// once it has settled again.
+    fn tree_changed(&mut self, me: &ActorRef<ProcessorMsg>) {
+        if !self.shared.policy_entries.is_empty() {
+            self.policy_check_due = true;
+            self.check_settled(me);
+        }
+    }
+
+    /// Logs a warning for each DN of the restart policy that has become unmatched, once.
+    fn warn_unmatched(&mut self) {
+        let found = {
+            let tree = self.shared.lock();
+            crate::unmatched::find(&self.shared.policy_entries, &tree)
+        };
+        let log = self.shared.supervisor_log();
+        for (i, unmatched) in found {
+            if self.warned.insert(i) {
+                log.warning(unmatched.to_string());
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use tokio::task::AbortHandle;
 
 use crate::logging::{LogRecorder, Logger, SUPERVISOR_DN};
 use crate::metrics::Metrics;
+use crate::policy::Entry;
 use crate::processor::ProcessorMsg;
 use crate::runnable::{PanicPayload, panic_message};
 use crate::state::NodeState;
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     base: Instant,
     /// The task that tells the processor when the runnables' runtime shuts down.
     pub(crate) sentinel: OnceLock<AbortHandle>,
+    /// Every DN the restart policy names, checked against the tree when it has settled.
+    pub(crate) policy_entries: Vec<Entry>,
 }
 
 impl Shared {
@@ -50,6 +53,7 @@ impl Shared {
         propagate_panic: bool,
         runtime: Handle,
         blocked_poll_warning: Option<Duration>,
+        policy_entries: Vec<Entry>,
     ) -> Self {
         let polls = Arc::new(PollWatch::new(
             blocked_poll_warning,
@@ -69,6 +73,7 @@ impl Shared {
             last_start: AtomicU64::new(0),
             base: Instant::now(),
             sentinel: OnceLock::new(),
+            policy_entries,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::runnable::{PanicPayload, Runnable};
 use crate::shared::Shared;
 use crate::state::NodeState;
 use crate::tree::Tree;
+use crate::unmatched::UnmatchedOverride;
 use crate::watch::DEFAULT_BLOCKED_POLL_WARNING;
 
 type RngFactory = Arc<dyn Fn() -> Box<dyn RandomSource> + Send + Sync>;
@@ -96,7 +97,8 @@ impl Options {
         self
     }
 
-    /// Sets the restart policy (backoff parameters, per-DN overrides).
+    /// Sets the restart policy (backoff parameters, per-DN overrides, policies attached to
+    /// subtrees with [`RestartPolicy::attach`]).
     pub fn restart_policy(mut self, policy: RestartPolicy) -> Self {
         self.policy = policy;
         self
@@ -156,6 +158,7 @@ impl Supervisor {
         } = options;
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|e| Error::Spawn(e.to_string()))?;
+        let policy_entries = policy.entries();
         let make_backoff = Box::new(move |dn: &str| {
             let params = policy.params_for(dn);
             // The policy validated its parameters when it was built.
@@ -173,6 +176,7 @@ impl Supervisor {
             propagate_panic,
             runtime,
             blocked_poll_warning,
+            policy_entries,
         ));
         let processor = crate::processor::start(shared.clone()).await?;
         crate::processor::watch_runtime(&shared);
@@ -208,6 +212,60 @@ impl Supervisor {
     pub fn node_state(&self, dn: &str) -> Option<NodeState> {
         let tree = self.shared.lock();
         tree.find(dn).and_then(|id| tree.node(id)).map(|n| n.state)
+    }
+
+    /// The DNs of the restart policy (overrides and attach points) that name no node of the
+    /// current tree: no node has the DN, and the nearest existing node above it has signalled
+    /// Healthy, so the DN cannot appear before that node restarts. Sorted by DN. The rule is
+    /// applied to the tree as it is now; once the tree has settled ([`Supervisor::wait_settled`])
+    /// it covers everything started so far. The supervisor also logs each one, once, as a
+    /// warning at [`SUPERVISOR_DN`](crate::SUPERVISOR_DN) when the tree has settled. See
+    /// [`RestartPolicy`] for the details.
+    ///
+    /// ```
+    /// use supervisor::{Context, Options, RestartPolicy, Signal, Supervisor};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let policy = RestartPolicy::from_toml_str(
+    ///     "[overrides.\"root.listner\"]\nmax_interval = \"1m30s\"\n",
+    /// )?;
+    /// let sup = Supervisor::new(
+    ///     |ctx: Context| async move {
+    ///         ctx.run("listener", |ctx: Context| async move {
+    ///             ctx.signal(Signal::Healthy)?;
+    ///             ctx.signal(Signal::Done)?;
+    ///             Ok(())
+    ///         })?;
+    ///         ctx.signal(Signal::Healthy)?;
+    ///         ctx.signal(Signal::Done)?;
+    ///         Ok(())
+    ///     },
+    ///     Options::new().restart_policy(policy),
+    /// )
+    /// .await?;
+    /// sup.wait_settled().await?;
+    /// let unmatched = sup.unmatched_overrides();
+    /// assert_eq!(unmatched.len(), 1);
+    /// assert_eq!(unmatched[0].dn, "root.listner");
+    /// assert_eq!(unmatched[0].closest.as_deref(), Some("root.listener"));
+    /// assert_eq!(
+    ///     unmatched[0].to_string(),
+    ///     "restart policy override \"root.listner\" names no node; closest existing DN: \
+    ///      root.listener"
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn unmatched_overrides(&self) -> Vec<UnmatchedOverride> {
+        if self.shared.policy_entries.is_empty() {
+            return Vec::new();
+        }
+        let tree = self.shared.lock();
+        crate::unmatched::find(&self.shared.policy_entries, &tree)
+            .into_iter()
+            .map(|(_, u)| u)
+            .collect()
     }
 
     /// Waits until no runnable was started or exited for about 51 ms (P3). Fails with
