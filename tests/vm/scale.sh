@@ -11,6 +11,8 @@
 #         anon_kb=A file_kb=F   (its resident set now: anonymous, file-backed)
 #   SCALEBOOT hwm_kb=R anon_kb=A file_kb=F   devmgr when it had settled at boot, before any
 #                                            insert
+#   CPUSTAT cpus=N <cpu line> / <cpu line>   the guest's CPU time from insertion to settled,
+#   CPUOWN cycle=C ticks U S / U S           and devmgr's own (user, system ticks), each cycle
 # then devmgr's summary (SUMMARY, after SIGUSR1), its log (LOG) and MOD lines.
 
 scale_run() { # LUNS CYCLES CONFIG
@@ -32,12 +34,18 @@ scale_run() { # LUNS CYCLES CONFIG
     sr_c=1
     while [ "$sr_c" -le "$sr_cycles" ]; do
         sr_t0=$(cut -d' ' -f1 /proc/uptime)
+        sr_cpu0=$(head -n1 /proc/stat)
+        sr_own0=$(scale_own_ticks "$sr_pid")
         /sbin/modprobe scsi_debug add_host=1 num_tgts=$sr_tgts max_luns=$((sr_luns / sr_tgts)) dev_size_mb=1
         scale_wait_disks "$sr_luns"
         sr_t1=$(cut -d' ' -f1 /proc/uptime)
         /bin/devmgr settle --timeout 10m >/run/settle 2>&1
         sr_rc=$?
         sr_t2=$(cut -d' ' -f1 /proc/uptime)
+        # CPU accounting from insertion to settled (scripts/lib/cpu.sh reads it), and devmgr's
+        # own share (user and system clock ticks).
+        echo "CPUSTAT cpus=$(grep -c '^processor' /proc/cpuinfo) $sr_cpu0 / $(head -n1 /proc/stat)"
+        echo "CPUOWN cycle=$sr_c ticks $sr_own0 / $(scale_own_ticks "$sr_pid")"
         echo "SCALE devmgr cycle=$sr_c luns=$sr_luns inserted=$sr_t0 disks=$sr_t1 settled=$sr_t2 ndisks=$(scale_disks) nmod=$(wc -l </proc/modules) hwm_kb=$(scale_hwm "$sr_pid") rc=$sr_rc $(scale_rss "$sr_pid")"
         [ "$sr_rc" = 0 ] || sed 's/^/SETTLE /' /run/settle
         if [ "$sr_c" -lt "$sr_cycles" ]; then
@@ -65,6 +73,9 @@ scale_wait_disks() {
         usleep 100000
     done
 }
+
+# devmgr's user and system time so far, in clock ticks.
+scale_own_ticks() { cut -d' ' -f14,15 "/proc/$1/stat"; }
 
 scale_hwm() { sed -n 's/^VmHWM:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$1/status"; }
 
