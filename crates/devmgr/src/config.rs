@@ -140,6 +140,37 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// devmgr's settings as one table of another TOML file, e.g. the `[devmgr]` table of a node
+/// agent's file: a field of the agent's own `Deserialize` struct, turned into a [`Config`] by
+/// [`Config::from_section`], whose errors name the lines of the agent's file. The keys are
+/// those of `devmgr.toml`; a missing table (`#[serde(default)]`) gives the defaults.
+///
+/// ```
+/// use devmgr::config::{Config, Section};
+///
+/// #[derive(serde::Deserialize)]
+/// struct AgentFile {
+///     hostname: String,
+///     #[serde(default)]
+///     devmgr: Section,
+/// }
+///
+/// let text = "hostname = \"n1\"\n[devmgr.coldplug]\nsettle_quiet = \"1s\"\n";
+/// let file: AgentFile = toml::from_str(text).unwrap();
+/// let config = Config::from_section(text, "agent.toml".as_ref(), "devmgr", file.devmgr).unwrap();
+/// assert_eq!(config.coldplug.settle_quiet.as_secs(), 1);
+/// # assert_eq!(file.hostname, "n1");
+/// ```
+#[derive(Deserialize, Default)]
+#[serde(transparent)]
+pub struct Section(RawConfig);
+
+impl std::fmt::Debug for Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Section").finish_non_exhaustive()
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -205,10 +236,15 @@ impl Config {
     /// devmgr waits for the index, says so at start and in its summary. The error names the
     /// line of the key.
     pub fn check_paths(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        self.check_paths_in(text, path, "")
+    }
+
+    /// [`Config::check_paths`] with `prefix` before the keys named in errors (`devmgr.`).
+    fn check_paths_in(&self, text: &str, path: &Path, prefix: &str) -> Result<(), ConfigError> {
         let error = |key: &str, message: String| ConfigError {
             path: path.to_path_buf(),
             line: line_of_key(text, key),
-            message,
+            message: format!("{prefix}{message}"),
         };
         if line_of_key(text, "sysfs").is_some() && !self.coldplug.sysfs.join("devices").is_dir() {
             return Err(error(
@@ -252,13 +288,44 @@ impl Config {
 
     /// Parses the text of a configuration file (`path` names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError {
+            path: path.to_path_buf(),
+            line: err.span().map(|s| line_of(text, s.start)),
+            message: err.message().to_owned(),
+        })?;
+        Config::from_raw(text, path, "", raw)
+    }
+
+    /// devmgr's settings from the table `table` (e.g. `"devmgr"`) of another file, whose whole
+    /// text is `text` (read from `path`): checked as [`Config::load`] checks `devmgr.toml`,
+    /// values and paths, errors naming the line of `text` and the key under `table`
+    /// (`agent.toml:12: devmgr.coldplug.settle_quiet: …`). Unknown keys are refused when the
+    /// file is deserialized (see [`Section`]).
+    pub fn from_section(
+        text: &str,
+        path: &Path,
+        table: &str,
+        section: Section,
+    ) -> Result<Config, ConfigError> {
+        let prefix = format!("{table}.");
+        let config = Config::from_raw(text, path, &prefix, section.0)?;
+        config.check_paths_in(text, path, &prefix)?;
+        Ok(config)
+    }
+
+    /// Checks the values of `raw`, deserialized from `text`; `prefix` goes before the keys
+    /// named in errors (every message below starts with its key).
+    fn from_raw(
+        text: &str,
+        path: &Path,
+        prefix: &str,
+        raw: RawConfig,
+    ) -> Result<Config, ConfigError> {
         let error = |span: Option<Range<usize>>, message: String| ConfigError {
             path: path.to_path_buf(),
             line: span.map(|s| line_of(text, s.start)),
-            message,
+            message: format!("{prefix}{message}"),
         };
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|err| error(err.span(), err.message().to_owned()))?;
         let mut config = Config::default();
         if let Some(bytes) = raw.listener.receive_buffer {
             let value = usize::try_from(*bytes.get_ref())
@@ -317,16 +384,16 @@ impl Config {
         }
         if let Some(section) = raw.restart {
             config.restart =
-                RestartPolicy::from_section(text, "restart", section).map_err(|err| {
-                    ConfigError {
+                RestartPolicy::from_section(text, &format!("{prefix}restart"), section).map_err(
+                    |err| ConfigError {
                         path: path.to_path_buf(),
                         line: Some(err.line),
                         message: match &err.field {
                             Some(field) => format!("{field}: {}", err.message),
                             None => err.message.clone(),
                         },
-                    }
-                })?;
+                    },
+                )?;
         }
         config.loader.module_dir = raw.loader.module_dir;
         config.loader.modprobe_d = raw.loader.modprobe_d;
@@ -681,5 +748,93 @@ mod example_file {
         let mut expected = Config::default();
         expected.loader.cmdline = Some("/proc/cmdline".into());
         assert_eq!(config, expected);
+    }
+}
+
+#[cfg(test)]
+mod section {
+    use super::*;
+
+    /// A node agent's file: its own table, and devmgr's settings under `[devmgr]`.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AgentFile {
+        #[allow(dead_code, reason = "only the devmgr table is read here")]
+        agent: toml::Table,
+        #[serde(default)]
+        devmgr: Section,
+    }
+
+    fn read(text: &str) -> Result<Config, ConfigError> {
+        let file: AgentFile = toml::from_str(text).expect("the agent's file parses");
+        Config::from_section(text, Path::new("agent.toml"), "devmgr", file.devmgr)
+    }
+
+    #[test]
+    fn a_devmgr_table_of_another_file_is_read_as_devmgr_toml_is() {
+        let config = read(
+            "[agent]\nname = \"n1\"\n\n[devmgr.coldplug]\nsettle_quiet = \"100ms\"\n\
+             [devmgr.loader]\ncmdline = \"\"\nworkers = 3\n\
+             [devmgr.restart.defaults]\nmax_interval = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.coldplug.settle_quiet, Duration::from_millis(100));
+        assert_eq!(config.loader.workers, 3);
+        assert_eq!(config.loader.cmdline, Some(PathBuf::new()));
+        assert_eq!(
+            config.restart.defaults().max_interval,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            read("[agent]\n").unwrap(),
+            Config::default(),
+            "no [devmgr] table: the defaults"
+        );
+    }
+
+    #[test]
+    fn faults_name_the_line_of_the_other_file_and_the_key_under_the_table() {
+        for (text, line, needle) in [
+            (
+                "[agent]\n\n[devmgr.coldplug]\nsettle_quiet = \"2h\"\n",
+                4,
+                "devmgr.coldplug.settle_quiet",
+            ),
+            ("[agent]\n[devmgr.loader]\nworkerz = 1\n", 3, "workerz"),
+            (
+                "[agent]\n[devmgr.listener]\nreceive_buffer = 1\n",
+                3,
+                "devmgr.listener.receive_buffer",
+            ),
+            (
+                "[agent]\n[devmgr.restart.defaults]\n\nmultiplier = 0.5\n",
+                4,
+                "devmgr.restart.defaults.multiplier",
+            ),
+            (
+                "[agent]\n[devmgr.loader]\ncmdline = \"/proc/cmdlin\"\n",
+                3,
+                "devmgr.loader.cmdline",
+            ),
+        ] {
+            let err = match toml::from_str::<AgentFile>(text) {
+                Ok(file) => {
+                    Config::from_section(text, Path::new("agent.toml"), "devmgr", file.devmgr)
+                        .unwrap_err()
+                }
+                // Unknown keys are refused while the agent's file is deserialized.
+                Err(err) => ConfigError {
+                    path: "agent.toml".into(),
+                    line: err.span().map(|s| line_of(text, s.start)),
+                    message: err.message().to_owned(),
+                },
+            };
+            assert_eq!(err.line, Some(line), "{text:?}: {err}");
+            assert!(err.message.contains(needle), "{text:?}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("agent.toml:{line}: ")),
+                "{err}"
+            );
+        }
     }
 }

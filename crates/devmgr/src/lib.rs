@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: `devmgr.toml` (defaults without a file; unknown keys and bad values are errors
 //!   naming the line).
-//! - [`subsystem`]: the `devmgr` runnable a parent supervisor starts (e.g. as `root.devmgr`):
+//! - [`subsystem`]: the `devmgr` runnable a parent supervisor starts (`root.devices` in the
+//!   example agent, `root.devmgr` under `devmgr run`):
 //!   `listener`, `loader` and `coldplug` as one group, in that order of readiness. When one of
 //!   them dies, the group restarts and coldplug replays every device, so whatever was missed
 //!   while the listener or the loader was down is handled; a listener `Resync` (overrun) makes
@@ -13,28 +14,54 @@
 //!   `devmgr settle`: until every uevent the kernel had sent up to a seqnum has been handled
 //!   (accepted by the listener; for the loader, looked up and its load plans ended), or a
 //!   timeout says what is pending. The exact rule is in the module docs.
+//! - [`subscription`]: [`Observer::subscribe`](subsystem::Observer::subscribe), the typed
+//!   subscription other subsystems of a node agent use: batches of the accepted uevents that
+//!   pass a filter and `Resync` notices when events may have been lost, bounded, following the
+//!   listener through the restarts of the group by itself.
 //! - [`control`]: the control socket `devmgr run` answers `devmgr settle` on.
 //! - [`notify`]: readiness for a service manager (`NOTIFY_SOCKET`).
 //!
-//! Other subsystems of a node agent subscribe to the uevents the listener accepted: look the
-//! listener up by [`subsystem::Observer::listener`] and send it `ListenerMsg::Subscribe` with a
-//! `listener::Subscription` (`Subscription::to_actor` or `Subscription::to_fn`, an optional
-//! filter by action, a bound on events in flight); they get `Notification::Uevents` batches and a
-//! `Notification::Resync` whenever events may have been lost. See the `listener` crate.
+//! # Embedding
+//!
+//! The way to put devmgr into a node agent is the example agent of this workspace,
+//! `examples/node-agent` (`cargo run -p node-agent -- examples/node-agent/node-agent.toml` as
+//! root; dry run by default): copy its `src/main.rs` and `node-agent.toml`. Its root mounts
+//! devmgr as `root.devices` next to a subsystem that subscribes to the accepted uevents and
+//! reports network interfaces and block devices as they come and go; devmgr's settings are
+//! the `[devmgr]` table of the agent's own file ([`config::Section`]). The devmgr part is
+//! about twenty lines:
 //!
 //! ```no_run
-//! use devmgr::{config::Config, subsystem};
-//! use supervisor::{Options, Supervisor};
+//! use devmgr::config::Config;
+//! use devmgr::subscription::{Filter, Notification};
+//! use devmgr::subsystem::{self, RunOptions};
+//! use supervisor::{Context, Options, Signal, Supervisor};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = Config::load("devmgr.toml".as_ref())?;
+//! let config = Config::load("devmgr.toml".as_ref())?; // or Config::from_section
 //! let policy = config.restart.clone();
-//! let (devmgr, mut observer) = subsystem::runnable(config, Default::default());
-//! // A node agent runs `devmgr` under its own root with ctx.run("devmgr", devmgr);
-//! // alone, subsystem::root does that:
-//! let tree = Supervisor::new(subsystem::root(devmgr), Options::new().restart_policy(policy)).await?;
+//! let (devices, mut observer) = subsystem::runnable(config, RunOptions::default());
+//! // Another subsystem's subscription: typed, bounded, and it survives the listener's restarts.
+//! let mut uevents = observer.subscribe(Filter::all(), 256);
+//! let root = move |ctx: Context| {
+//!     let devices = devices.clone();
+//!     async move {
+//!         ctx.run("devices", devices)?; // root.devices.{listener,loader,coldplug}
+//!         ctx.signal(Signal::Healthy)?;
+//!         ctx.signal(Signal::Done)?;
+//!         Ok(())
+//!     }
+//! };
+//! let tree = Supervisor::new(root, Options::new().restart_policy(policy)).await?;
 //! let summary = observer.wait_settled().await; // replay answered, loads done, quiet
 //! println!("{}", summary.unwrap_or_default());
+//! while let Some(notification) = uevents.recv().await {
+//!     match notification {
+//!         Notification::Uevents(batch) => println!("{} events", batch.len()),
+//!         Notification::Resync(why) => println!("events lost ({why:?}): re-read sysfs"),
+//!     }
+//! #   break;
+//! }
 //! // Later, e.g. after plugging a device: wait until every event the kernel has sent so far
 //! // is handled (`devmgr settle` does this through the daemon's control socket).
 //! let seqnum = devmgr::handled::kernel_seqnum("/sys".as_ref())?;
@@ -44,6 +71,8 @@
 //! }
 //! # drop(tree); Ok(()) }
 //! ```
+//!
+//! `devmgr run` mounts it alone, as `root.devmgr` ([`subsystem::root`]).
 
 pub mod config;
 pub mod control;
@@ -52,4 +81,5 @@ pub mod faults;
 pub mod handled;
 pub mod notify;
 pub mod observe;
+pub mod subscription;
 pub mod subsystem;

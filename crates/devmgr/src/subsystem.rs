@@ -26,6 +26,7 @@ use uevent::Action;
 
 use crate::config::Config;
 use crate::handled::{Ledger, LookupTicket, note_accepted};
+use crate::subscription::Hub;
 
 /// Events the loader may have in flight from the listener (default of
 /// [`RunOptions::loader_capacity`]): about 2 MB of events at most.
@@ -64,7 +65,8 @@ impl Default for RunOptions {
 pub struct Observer {
     /// The coldplug pass's report, once it ended.
     pub settled: watch::Receiver<Option<PassReport>>,
-    /// The listener's registry name.
+    /// The listener's registry name (to ask it for its counters; other subsystems subscribe
+    /// with [`Observer::subscribe`], which follows the listener through restarts).
     pub listener: String,
     /// The loader's registry name.
     pub loader: String,
@@ -78,6 +80,10 @@ pub struct Observer {
     pub(crate) dry_run: bool,
     /// What the listener accepted and the loader has yet to look up ([`Observer::settle`]).
     pub(crate) ledger: watch::Receiver<Ledger>,
+    /// The typed subscriptions ([`Observer::subscribe`]).
+    pub(crate) hub: Arc<Hub>,
+    /// Closed once the subsystem is gone (its sender is never used otherwise).
+    pub(crate) alive: watch::Receiver<()>,
 }
 
 /// A root runnable for a tree that holds only the device manager (`devmgr run`, tests): it
@@ -104,6 +110,8 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
     let (settled_tx, settled) = watch::channel(None);
     let (loading_tx, loading) = watch::channel(None);
     let (ledger_tx, ledger) = watch::channel(Ledger::default());
+    let (alive_tx, alive) = watch::channel(());
+    let hub = Arc::new(Hub::default());
     let observer = Observer {
         settled,
         listener: names.listener.clone(),
@@ -113,6 +121,8 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         loading,
         dry_run: options.dry_run,
         ledger,
+        hub: Arc::clone(&hub),
+        alive,
     };
     let shared = Arc::new(Shared {
         config,
@@ -122,6 +132,8 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         loading: loading_tx,
         subscribed: watch::channel(None).0,
         ledger: ledger_tx,
+        hub,
+        _alive: alive_tx,
     });
     let runnable = Runnable::new(move |ctx: Context| run(ctx, Arc::clone(&shared)));
     (runnable, observer)
@@ -145,6 +157,10 @@ struct Shared {
     subscribed: watch::Sender<Option<ActorId>>,
     /// Fed by the loader's subscription and the `settle` one ([`crate::handled`]).
     ledger: watch::Sender<Ledger>,
+    /// The typed subscriptions, moved to each new listener by the loader node.
+    hub: Arc<Hub>,
+    /// Dropped with the subsystem: ends [`crate::subscription::Subscription::recv`].
+    _alive: watch::Sender<()>,
 }
 
 fn resolver_options(config: &Config) -> ResolverOptions {
@@ -272,6 +288,13 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     .named("settle");
     call!(listener, ListenerMsg::Subscribe, settle)
         .map_err(|err| format!("settle could not subscribe to the listener: {err}"))?;
+    // The typed subscriptions ([`Observer::subscribe`]) follow this listener, before coldplug
+    // replays (they see the replay). Activated once subscribed: each gets its `NewListener`
+    // notice then, before this listener's first event for it.
+    let (relay, generation) = shared.hub.relay();
+    call!(listener, ListenerMsg::Subscribe, relay)
+        .map_err(|err| format!("the subscriptions could not follow the listener: {err}"))?;
+    shared.hub.activate(generation);
     shared.subscribed.send_replace(Some(listener.get_id()));
     ctx.signal(Signal::Healthy)?;
 
