@@ -21,9 +21,9 @@
 //! [control]
 //! socket = "/run/devmgr/control"  # the socket `devmgr settle` asks; "" for none
 //!
-//! [restart.defaults]           # restart backoff of the supervision tree (Go's defaults)
+//! [restart.defaults]           # restart backoff of devmgr's nodes (Go's defaults)
 //! initial_interval = "500ms"
-//! [restart.overrides."root.devmgr.listener"]
+//! [restart.overrides.listener] # a node of devmgr's, named relative to devmgr's own
 //! max_interval = "5s"
 //! ```
 
@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use supervisor::{PolicySection, RestartPolicy};
+use supervisor::{PolicySection, SubtreePolicy};
 use toml::Spanned;
 
 /// The whole configuration.
@@ -46,9 +46,11 @@ pub struct Config {
     pub loader: LoaderConfig,
     /// `[control]`
     pub control: ControlConfig,
-    /// `[restart]`: backoff parameters of the supervision tree, with per-DN overrides (the
-    /// format of [`supervisor::RestartPolicy`], under `restart.`).
-    pub restart: RestartPolicy,
+    /// `[restart]`: restart backoff of devmgr's subtree, with overrides for its nodes named
+    /// relative to devmgr's own node (`listener`, `loader`, `coldplug`): a
+    /// [`supervisor::SubtreePolicy`], attached where devmgr runs (`devmgr run`: `root.devmgr`;
+    /// a node agent: its own node for devmgr, with `RestartPolicy::attach`).
+    pub restart: SubtreePolicy,
 }
 
 /// `[listener]`
@@ -384,7 +386,7 @@ impl Config {
         }
         if let Some(section) = raw.restart {
             config.restart =
-                RestartPolicy::from_section(text, &format!("{prefix}restart"), section).map_err(
+                SubtreePolicy::from_section(text, &format!("{prefix}restart"), section).map_err(
                     |err| ConfigError {
                         path: path.to_path_buf(),
                         line: Some(err.line),
@@ -606,7 +608,7 @@ mod tests {
         let config = parse(
             "[coldplug]\nsettle_quiet = \"0ms\"\n\
              [restart.defaults]\ninitial_interval = \"100ms\"\n\
-             [restart.overrides.\"root.devmgr.loader\"]\nmax_interval = \"2s\"\n",
+             [restart.overrides.loader]\nmax_interval = \"2s\"\n",
         )
         .unwrap();
         assert_eq!(config.coldplug.settle_quiet, Duration::ZERO);
@@ -615,14 +617,11 @@ mod tests {
             Duration::from_millis(100)
         );
         assert_eq!(
-            config.restart.params_for("root.devmgr.loader").max_interval,
+            config.restart.params_for("loader").max_interval,
             Duration::from_secs(2)
         );
         assert_eq!(
-            config
-                .restart
-                .params_for("root.devmgr.loader")
-                .initial_interval,
+            config.restart.params_for("loader").initial_interval,
             Duration::from_millis(100)
         );
         assert_eq!(
@@ -656,14 +655,14 @@ mod tests {
                 "restart.defaults.initial_interval",
             ),
             (
-                "[restart.overrides.\"root.devmgr.listener\"]\nmultiplier = 0.5\n",
+                "[restart.overrides.listener]\nmultiplier = 0.5\n",
                 2,
                 "multiplier",
             ),
             (
-                "[restart.overrides.\"devmgr\"]\nmultiplier = 2.0\n",
+                "[restart.overrides.\"a..b\"]\nmultiplier = 2.0\n",
                 1,
-                "not a valid DN",
+                "not a valid relative DN",
             ),
             ("[restart]\nbackoff = 1\n", 2, "unknown field"),
         ] {

@@ -35,11 +35,12 @@
 //! use devmgr::config::Config;
 //! use devmgr::subscription::{Filter, Notification};
 //! use devmgr::subsystem::{self, RunOptions};
-//! use supervisor::{Context, Options, Signal, Supervisor};
+//! use supervisor::{Context, Options, RestartPolicy, Signal, Supervisor};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::load("devmgr.toml".as_ref())?; // or Config::from_section
-//! let policy = config.restart.clone();
+//! // devmgr's restart policy names its nodes relative to where it runs: attach it there.
+//! let policy = RestartPolicy::default().attach("root.devices", config.restart.clone())?;
 //! let (devices, mut observer) = subsystem::runnable(config, RunOptions::default());
 //! // Another subsystem's subscription: typed, bounded, and it survives the listener's restarts.
 //! let mut uevents = observer.subscribe(Filter::all(), 256);

@@ -98,7 +98,13 @@ async fn serve(
         }
         options.loader_stall = plan.loader_stall;
     }
-    let policy = config.restart.clone();
+    let policy = match subsystem::root_policy(&config.restart) {
+        Ok(policy) => policy,
+        Err(err) => {
+            eprintln!("devmgr: bad restart policy: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let (devmgr, mut observer) = subsystem::runnable(config, options);
     let root = subsystem::root(devmgr);
     let (mut term, mut usr1) = match (

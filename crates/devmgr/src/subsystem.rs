@@ -86,8 +86,19 @@ pub struct Observer {
     pub(crate) alive: watch::Receiver<()>,
 }
 
+/// Where [`root`] mounts the device manager.
+pub const ROOT_DN: &str = "root.devmgr";
+
+/// The restart policy of a tree made by [`root`]: devmgr's `[restart]` attached at
+/// [`ROOT_DN`] (the root node itself, which never restarts, takes the same defaults).
+pub fn root_policy(
+    restart: &supervisor::SubtreePolicy,
+) -> Result<supervisor::RestartPolicy, supervisor::InvalidPolicy> {
+    supervisor::RestartPolicy::new(restart.defaults())?.attach(ROOT_DN, restart.clone())
+}
+
 /// A root runnable for a tree that holds only the device manager (`devmgr run`, tests): it
-/// starts `devmgr` as `root.devmgr` and is done.
+/// starts `devmgr` as `root.devmgr` ([`ROOT_DN`]) and is done.
 pub fn root(devmgr: Runnable) -> Runnable {
     Runnable::new(move |ctx: Context| {
         let devmgr = devmgr.clone();
@@ -541,6 +552,22 @@ fn kernel_module_blacklist(cmdline: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devmgrs_restart_overrides_name_its_nodes_relative_to_where_it_runs() {
+        let text = "[restart.defaults]\ninitial_interval = \"100ms\"\n\
+                    [restart.overrides.listener]\nmax_interval = \"1m30s\"\n";
+        let config = Config::parse(text, std::path::Path::new("devmgr.toml")).expect("parses");
+        let policy = root_policy(&config.restart).expect("valid");
+        let listener = policy.params_for("root.devmgr.listener");
+        assert_eq!(listener.max_interval, Duration::from_secs(90));
+        assert_eq!(listener.initial_interval, Duration::from_millis(100));
+        assert_eq!(
+            policy.params_for("root.devmgr.loader").max_interval,
+            Duration::from_secs(60),
+            "the defaults' cap"
+        );
+    }
 
     #[test]
     fn the_kernels_module_blacklist_is_read_from_the_command_line() {

@@ -13,7 +13,7 @@ use devmgr::config::{Config, Section};
 use devmgr::control::ControlSocket;
 use devmgr::subscription::{Action, Filter, Notification, Uevent};
 use devmgr::subsystem::{self, Observer, RunOptions};
-use supervisor::{Canceled, Context, Options, Runnable, Signal, Supervisor};
+use supervisor::{Canceled, Context, Options, RestartPolicy, Runnable, Signal, Supervisor};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// `node-agent.toml`: the agent's own `[agent]` table, and devmgr's keys under `[devmgr]`.
@@ -76,11 +76,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         dry_run: file.agent.dry_run,
         ..RunOptions::default()
     };
-    // RESTART POLICY, the one place the subtree attachment goes: for now devmgr's
-    // `[devmgr.restart]` is the whole tree's policy (absolute DNs: `root.devices.listener`).
-    // Once devmgr's config yields a `supervisor::SubtreePolicy` (relative DNs: `listener`):
-    // `RestartPolicy::default().attach("root.devices", config.restart.clone())?`.
-    let policy = config.restart.clone();
+    // The agent's restart policy (Go's defaults here) with devmgr's `[devmgr.restart]` attached
+    // where devmgr runs: its overrides name devmgr's nodes relative to it (`listener`).
+    let policy = RestartPolicy::default().attach("root.devices", config.restart.clone())?;
     let (devices, mut observer) = subsystem::runnable(config, options);
     let reporter = reporter(observer.clone(), file.agent.report);
     let root = move |ctx: Context| {
