@@ -518,6 +518,8 @@ fn subcommands() -> Vec<String> {
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
         .take_while(|l| l.starts_with("  "))
+        // "  name  description"; a wrapped description goes on with deeper indentation.
+        .filter(|l| !l[2..].starts_with(' '))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
         .map(str::to_owned)
@@ -529,9 +531,11 @@ fn long_options(args: &[&str]) -> Vec<String> {
     let mut argv = args.to_vec();
     argv.push("--help");
     let help = String::from_utf8(devmgr(&argv).stdout).expect("utf8");
-    // Option lines: "  -c, --config <CONFIG>  text" or "      --dry-run  text".
+    // Option lines: "  -c, --config <CONFIG>  text" or "      --dry-run  text"; a wrapped
+    // description goes on deeper (help is wrapped to the terminal, or to 100 columns).
     let mut options: Vec<String> = help
         .lines()
+        .filter(|l| l.len() - l.trim_start().len() <= 6)
         .map(str::trim_start)
         .filter(|l| l.starts_with('-'))
         .filter_map(|l| l.split("  ").next())
