@@ -215,7 +215,7 @@ async fn resyncs_asked_for_during_a_pass_are_queued_and_collapse_into_one() {
     kernel.pause(false);
     let first = call_t!(coldplug, ColdplugMsg::WaitSettled, 20_000).expect("settles");
     assert!(first.settled, "{first:?}");
-    let resync = wait_last_pass(&coldplug, PassKind::Resync).await;
+    let resync = wait_last_pass(&coldplug, PassKind::Resync, Duration::from_secs(20)).await;
     assert!(resync.settled, "{resync:?}");
     assert_eq!(resync.devices, 3);
     // Time for a further pass, if one had been queued, to write.

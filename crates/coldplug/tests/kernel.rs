@@ -1,6 +1,8 @@
 //! Host tests on the real `/sys` and the real kernel socket (root needed; skipped with a reason
 //! otherwise). They run one at a time: every listener in the process sees every test's events.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use coldplug::{
     Coldplug, ColdplugArgs, ColdplugConfig, ColdplugMsg, Pacing, Pass, PassKind, PassReport,
     UuidSource,
 };
+use common::wait_last_pass;
 use listener::testing::{host_test, kernel_uuid, stalling_subscription, trigger_serial_add};
 use listener::{Listener, ListenerConfig, ListenerMsg, ListenerStats};
 use ractor::{Actor, ActorRef, call, call_t};
@@ -52,22 +55,6 @@ async fn coldplug(
         .0
 }
 
-/// Waits (polling, at most 60 s) until the last ended pass is a `kind` pass.
-async fn wait_last_pass(coldplug: &ActorRef<ColdplugMsg>, kind: PassKind) -> PassReport {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let last = call!(coldplug, ColdplugMsg::LastReport).expect("last report");
-        if let Some(report) = last.filter(|r| r.kind == kind) {
-            return report;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {kind:?} pass ended within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn wait_settled(coldplug: &ActorRef<ColdplugMsg>) -> PassReport {
     call_t!(coldplug, ColdplugMsg::WaitSettled, 120_000).expect("coldplug settles within 120 s")
 }
@@ -108,7 +95,7 @@ async fn a_full_coldplug_of_sys_devices_settles_with_every_uuid_back() {
 
     // A resync replays the devices that have a modalias, and settles too.
     coldplug.send_message(ColdplugMsg::Resync).unwrap();
-    let resync = wait_last_pass(&coldplug, PassKind::Resync).await;
+    let resync = wait_last_pass(&coldplug, PassKind::Resync, Duration::from_secs(60)).await;
     let with_modalias = devices(Path::new("/sys"), Select::WithModalias)
         .devices
         .len();
@@ -138,7 +125,7 @@ async fn coldplug_against_a_stalled_small_buffer(pacing: Pacing) -> (PassReport,
     let report = wait_settled(&coldplug).await;
     if pacing == Pacing::Off {
         // The listener's overrun resync makes coldplug replay the modalias devices afterwards.
-        let resync = wait_last_pass(&coldplug, PassKind::Resync).await;
+        let resync = wait_last_pass(&coldplug, PassKind::Resync, Duration::from_secs(60)).await;
         eprintln!("resync after the overrun: {resync:?}");
         assert!(resync.devices > 0 && resync.written > 0);
     }

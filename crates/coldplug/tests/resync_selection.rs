@@ -69,7 +69,7 @@ async fn a_resync_replays_the_devices_the_driver_rules_act_on_not_only_those_wit
     coldplug
         .send_message(ColdplugMsg::Resync)
         .expect("coldplug runs");
-    let resync = wait_last_pass(&coldplug, PassKind::Resync).await;
+    let resync = wait_last_pass(&coldplug, PassKind::Resync, Duration::from_secs(20)).await;
     assert!(resync.settled, "{resync:?}");
     let mut wrong = Vec::new();
     for (devpath, _, _, replayed) in devices {

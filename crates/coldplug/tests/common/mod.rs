@@ -209,9 +209,13 @@ pub fn config(root: &Path) -> ColdplugConfig {
     }
 }
 
-/// Waits (polling, at most 20 s) until the last ended pass is a `kind` pass.
-pub async fn wait_last_pass(coldplug: &ActorRef<ColdplugMsg>, kind: PassKind) -> PassReport {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+/// Waits (polling, at most `within`) until the last ended pass is a `kind` pass.
+pub async fn wait_last_pass(
+    coldplug: &ActorRef<ColdplugMsg>,
+    kind: PassKind,
+    within: Duration,
+) -> PassReport {
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         let last = call!(coldplug, ColdplugMsg::LastReport).expect("last report");
         if let Some(report) = last.filter(|r| r.kind == kind) {
@@ -219,7 +223,7 @@ pub async fn wait_last_pass(coldplug: &ActorRef<ColdplugMsg>, kind: PassKind) ->
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no {kind:?} pass ended within 20 s"
+            "no {kind:?} pass ended within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
