@@ -107,6 +107,9 @@ pub enum ColdplugMsg {
     WaitSettled(RpcReplyPort<PassReport>),
     /// Reply with the report of the last pass that ended, if any.
     LastReport(RpcReplyPort<Option<PassReport>>),
+    /// Reply whether a pass runs or one is queued (a resync asked for while one ran).
+    /// Messages are handled in order: a `Resync` sent before this is counted.
+    Busy(RpcReplyPort<bool>),
     /// Timer: check for a settle timeout of pass `.0`.
     Tick(u64),
     /// Sent by the actor to itself: the outcome of a batch of writes of pass `.0`, performed
@@ -286,6 +289,9 @@ impl Actor for Coldplug {
             },
             ColdplugMsg::LastReport(reply) => {
                 let _ = reply.send(state.last_report.clone());
+            }
+            ColdplugMsg::Busy(reply) => {
+                let _ = reply.send(state.pass.is_some() || state.resync_pending);
             }
         }
         Ok(())

@@ -76,6 +76,9 @@ pub struct Ledger {
     batches: BTreeMap<u64, Batch>,
     /// The id of the next batch.
     next: u64,
+    /// Replays asked for by the loader's subscription (it fell behind) and not yet passed on
+    /// to coldplug ([`ReplayTicket`]).
+    replays: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +122,12 @@ impl Ledger {
     /// The loader is done with batch `id` (or dropped it); whether it was pending.
     pub fn looked_up(&mut self, id: u64) -> bool {
         self.batches.remove(&id).is_some()
+    }
+
+    /// Nothing handed to the loader waits for its lookups, and no replay it asked for waits
+    /// to be passed on to coldplug.
+    pub fn idle(&self) -> bool {
+        self.batches.is_empty() && self.replays == 0
     }
 
     /// The events of batches with a seqnum ≤ `seqnum` that the loader has not looked up. A
@@ -168,6 +177,30 @@ impl Drop for LookupTicket {
     fn drop(&mut self) {
         let id = self.id;
         self.ledger.send_if_modified(|l| l.looked_up(id));
+    }
+}
+
+/// A replay the loader's subscription asked for (the loader fell behind and its events were
+/// dropped): counted in the ledger until this is dropped, i.e. once the request was passed on
+/// to coldplug, or dropped with the loader's queue (its next incarnation replays anyway).
+pub(crate) struct ReplayTicket {
+    ledger: watch::Sender<Ledger>,
+}
+
+impl ReplayTicket {
+    /// Enters the request in the ledger.
+    pub(crate) fn new(ledger: &watch::Sender<Ledger>) -> ReplayTicket {
+        ledger.send_modify(|l| l.replays += 1);
+        ReplayTicket {
+            ledger: ledger.clone(),
+        }
+    }
+}
+
+impl Drop for ReplayTicket {
+    fn drop(&mut self) {
+        self.ledger
+            .send_modify(|l| l.replays = l.replays.saturating_sub(1));
     }
 }
 
@@ -498,6 +531,26 @@ mod tests {
         assert!(!ledger.accepted(5), "an older event does not lower it");
         assert!(!ledger.accepted(7));
         assert_eq!(ledger.seen(), 7);
+    }
+
+    #[test]
+    fn the_ledger_is_idle_only_without_batches_and_replays_to_pass_on() {
+        let (ledger, watched) = watch::channel(Ledger::default());
+        assert!(watched.borrow().idle());
+        let replay = ReplayTicket::new(&ledger);
+        let second = ReplayTicket::new(&ledger);
+        assert!(!watched.borrow().idle(), "a replay waits to be asked for");
+        drop(replay);
+        assert!(!watched.borrow().idle(), "one more still waits");
+        drop(second);
+        assert!(watched.borrow().idle());
+        let mut id = 0;
+        ledger.send_modify(|l| id = l.queued(5, 1));
+        assert!(!watched.borrow().idle(), "a batch waits for its lookups");
+        ledger.send_modify(|l| {
+            l.looked_up(id);
+        });
+        assert!(watched.borrow().idle());
     }
 
     #[test]

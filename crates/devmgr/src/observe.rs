@@ -2,15 +2,16 @@
 //! actor's counters on request.
 //!
 //! *Settled* means: the coldplug replay ended (every replayed device answered, or was given
-//! up on), no module load is running, and no device with a modalias (or a driver rule) was
-//! added for `coldplug.settle_quiet`. The quiet period is there because some devices appear
+//! up on), no module load is running, no device with a modalias (or a driver rule) was added
+//! for `coldplug.settle_quiet`, no event waits in front of the loader, and no replay asked for
+//! a loader that fell behind is pending or running. The quiet period is there because some devices appear
 //! only a moment after a driver bound: USB devices are enumerated by the hub driver some
 //! hundred milliseconds after their host controller's module was loaded.
 
 use std::fmt;
 use std::time::Duration;
 
-use coldplug::PassReport;
+use coldplug::{ColdplugMsg, PassReport};
 use kmod_loader::load::{LoaderMsg, LoaderStats};
 use listener::{ListenerMsg, ListenerStats};
 use ractor::{ActorRef, call_t};
@@ -49,11 +50,33 @@ impl Observer {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
+            if !self.nothing_queued().await {
+                // Events wait in front of the loader, or a replay was asked for it (it fell
+                // behind) or runs: its lookups are still to come.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
             // Still the same incarnation's state: a restart in between resets both.
             if self.settled.borrow().is_some() && self.loading.borrow().is_some() {
                 return Some(self.summary().await);
             }
         }
+    }
+
+    /// No event handed to the loader waits for its lookups, no replay it asked for waits to
+    /// be passed on, and coldplug runs no pass and has none queued. `false` while coldplug is
+    /// not running or does not answer.
+    async fn nothing_queued(&self) -> bool {
+        if !self.ledger.borrow().idle() {
+            return false;
+        }
+        let Some(coldplug) = ActorRef::<ColdplugMsg>::where_is(self.coldplug.clone()) else {
+            return false;
+        };
+        matches!(
+            call_t!(coldplug, ColdplugMsg::Busy, ASK_TIMEOUT_MS),
+            Ok(false)
+        )
     }
 
     /// Waits until the loader is idle and has been for the quiet period (no lookup asked for,

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use uevent::Action;
 
 use crate::config::Config;
-use crate::handled::{Ledger, LookupTicket, note_accepted};
+use crate::handled::{Ledger, LookupTicket, ReplayTicket, note_accepted};
 use crate::subscription::Hub;
 
 /// Events the loader may have in flight from the listener (default of
@@ -260,7 +260,7 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     // takes a dead loader's state for settled while the group waits out its backoff.
     let _unknown_after = ResetOnDrop(&shared.loading);
     let listener = listener_up(&ctx, &shared.names.listener).await?;
-    let (queue, mut queued) = mpsc::unbounded_channel::<LoaderMsg>();
+    let (queue, mut queued) = mpsc::unbounded_channel::<Queued>();
     // The `settle` subscription below ends with this incarnation.
     let alive = Arc::new(());
     let incarnation = Arc::downgrade(&alive);
@@ -274,10 +274,17 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
             // The deliveries ride along and are dropped once handled: the listener's bound on
             // events in flight holds through the queue and the loader's mailbox.
             queue
-                .send(LoaderMsg::Events(events, Some(Box::new((batch, ticket)))))
+                .send(Queued::Events(LoaderMsg::Events(
+                    events,
+                    Some(Box::new((batch, ticket))),
+                )))
                 .is_ok()
         }
-        Notification::Resync(_) => queue.send(LoaderMsg::Resync).is_ok(),
+        // Counted as pending until passed on to coldplug: nobody takes the loader for settled
+        // while the replay it needs has not even been asked for.
+        Notification::Resync(_) => queue
+            .send(Queued::Resync(ReplayTicket::new(&ledger)))
+            .is_ok(),
     })
     .filter(Filter::actions([Action::Add]))
     .named("loader")
@@ -358,11 +365,17 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     loop {
         tokio::select! {
             msg = queued.recv() => {
-                if matches!(msg, Some(LoaderMsg::Resync)) {
-                    // The loader fell behind (or the socket overran): events were dropped, so
-                    // the devices are replayed for it.
-                    request_replay(&shared);
-                }
+                let msg = match msg {
+                    Some(Queued::Events(msg)) => Some(msg),
+                    Some(Queued::Resync(ticket)) => {
+                        // The loader fell behind (or the socket overran): events were dropped,
+                        // so the devices are replayed for it.
+                        request_replay(&shared);
+                        drop(ticket);
+                        Some(LoaderMsg::Resync)
+                    }
+                    None => None,
+                };
                 let forwarded = match msg {
                     Some(msg) => actor.send_message(msg).is_ok(),
                     None => false,
@@ -385,6 +398,14 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
             _ = &mut stopped => return Err("loader actor stopped".into()),
         }
     }
+}
+
+/// What the loader's subscription queues for the loader node.
+enum Queued {
+    /// A batch of events for the loader actor.
+    Events(LoaderMsg),
+    /// The subscription overflowed: a replay is needed (pending in the ledger until asked).
+    Resync(ReplayTicket),
 }
 
 /// Asks coldplug to replay the devices for the loader (after its current pass, if one runs;
@@ -441,7 +462,7 @@ async fn wait_for_index(
     shared: &Shared,
     options: &ResolverOptions,
     why: String,
-    queued: &mut mpsc::UnboundedReceiver<LoaderMsg>,
+    queued: &mut mpsc::UnboundedReceiver<Queued>,
 ) -> Result<Resolver, supervisor::BoxError> {
     ctx.logger().error(format!(
         "module loading waits: the module index cannot be loaded: {why}; looking again on each event and every {}s",

@@ -221,3 +221,51 @@ async fn a_loader_that_falls_behind_gets_every_device_replayed() {
     tree.shutdown();
     tree.wait_stopped().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_waits_for_a_loader_that_fell_behind_and_the_replay_made_for_it() {
+    // Room for 64 events in flight (enough for the replay made for it, see above) and held for
+    // 2 s after its first batch: the boot's replay overflows the loader's subscription while
+    // the loader actor itself sits idle, so only the queue in front of it and the resync
+    // behind that queue say the work is not done.
+    let options = RunOptions {
+        loader_capacity: 64,
+        loader_stall: Duration::from_secs(2),
+        ..RunOptions::default()
+    };
+    let Some((tree, mut observer, _)) = start_with("loader-held", options).await else {
+        return;
+    };
+    let summary = tokio::time::timeout(Duration::from_secs(60), observer.wait_settled())
+        .await
+        .expect("settles within 60 s")
+        .expect("subsystem alive");
+    let listener = summary.listener.expect("listener counters");
+    let loader_subscription = listener
+        .subscribers
+        .iter()
+        .find(|s| s.name.as_deref() == Some("loader"))
+        .expect("the loader's subscription");
+    assert!(
+        loader_subscription.overflows > 0,
+        "the boot's replay overflowed the held loader: {loader_subscription:?}"
+    );
+    let coldplug = ActorRef::<coldplug::ColdplugMsg>::where_is(observer.coldplug.clone())
+        .expect("coldplug registered");
+    let last = ractor::call!(coldplug, coldplug::ColdplugMsg::LastReport)
+        .expect("coldplug answers")
+        .expect("a pass ended");
+    assert_eq!(
+        last.kind,
+        coldplug::PassKind::Resync,
+        "settled before the replay for the loader ended: {last:?}"
+    );
+    let lookups = summary.loader.expect("loader").events;
+    let expected = devices_with_modalias();
+    assert!(
+        lookups >= expected,
+        "settled with {lookups} lookups, {expected} devices have a modalias"
+    );
+    tree.shutdown();
+    tree.wait_stopped().await;
+}
