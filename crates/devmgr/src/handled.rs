@@ -23,8 +23,9 @@
 //!    modules loaded or failed (a dry run starts none). Plans of a loader actor that was
 //!    replaced (a restart) are not waited for.
 //!
-//! Events that are not `add` events are handled once the listener accepted them (only `add`
-//! events go to the loader). Events that never reach the listener do not hold the wait: the
+//! Events the loader looks nothing up for (not `add` events, or without a `MODALIAS` and no
+//! driver rule: `kmod_loader::load::looks_up`) are handled once the listener accepted them;
+//! they never go to the loader. Events that never reach the listener do not hold the wait: the
 //! seqnum counts events of every network namespace (a network device in a container), events
 //! the kernel could not deliver (a receive-buffer overrun) and events sent before the listener
 //! bound its socket; step 2 does not look for them. Events lost to an overrun, or dropped for

@@ -519,6 +519,7 @@ mod tests {
             Filter {
                 subsystems: Some(vec![b"block".to_vec()]),
                 actions: Some(vec![Action::Add]),
+                ..Filter::default()
             },
             16,
         );

@@ -286,7 +286,9 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
             .send(Queued::Resync(ReplayTicket::new(&ledger)))
             .is_ok(),
     })
-    .filter(Filter::actions([Action::Add]))
+    // Only what the loader looks anything up for (not a disk's `block`, `bdi` or `scsi_disk`
+    // events): a hot-add of thousands of devices queues a fraction of its events for it.
+    .filter(Filter::actions([Action::Add]).only_if(kmod_loader::load::looks_up))
     .named("loader")
     // Past this many events in flight the listener drops the loader's events and sends it a
     // `Resync`, which is passed on to coldplug (below): memory stays bounded under a storm.

@@ -80,6 +80,7 @@ async fn a_subscription_survives_a_listener_restart_with_one_resync_and_real_eve
     let filter = Filter {
         subsystems: Some(vec![b"platform".to_vec()]),
         actions: Some(vec![Action::Add]),
+        ..Filter::default()
     };
     let mut sub = observer.subscribe(filter, 1024);
     let fast = BackoffParams {

@@ -13,18 +13,23 @@ use kmod_loader::load::LoaderMsg;
 use listener::ListenerMsg;
 use ractor::ActorRef;
 use supervisor::{BackoffParams, LogRecorder, Options, RestartPolicy, Supervisor};
+use tokio::sync::{Mutex, MutexGuard};
 
-async fn start(instance: &str) -> Option<(Supervisor, Observer, LogRecorder)> {
+/// A running subsystem, and the lock that keeps the other tests of this binary (whose replays
+/// and bursts reach every listener) from running meanwhile.
+type Started = (MutexGuard<'static, ()>, Supervisor, Observer, LogRecorder);
+
+/// Held by each test of this binary while its subsystem runs.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+async fn start(instance: &str) -> Option<Started> {
     start_with(instance, RunOptions::default()).await
 }
 
-async fn start_with(
-    instance: &str,
-    options: RunOptions,
-) -> Option<(Supervisor, Observer, LogRecorder)> {
-    // The lock only orders tests within one test binary; these two may run side by side.
-    let (lock, dir) = root_with_index(instance)?;
-    drop(lock);
+async fn start_with(instance: &str, options: RunOptions) -> Option<Started> {
+    let (kernel, dir) = root_with_index(instance)?;
+    drop(kernel);
+    let lock = ONE_AT_A_TIME.lock().await;
     let mut config = Config::default();
     config.loader.module_dir = Some(dir);
     config.loader.cmdline = Some("".into());
@@ -48,7 +53,7 @@ async fn start_with(
         .restart_policy(RestartPolicy::new(fast).expect("valid policy"))
         .log_recorder(recorder.clone());
     let tree = Supervisor::new(root, options).await.expect("tree starts");
-    Some((tree, observer, recorder))
+    Some((lock, tree, observer, recorder))
 }
 
 /// Kills the actor registered as `name` with `kill`, then waits for a new coldplug pass to
@@ -80,7 +85,7 @@ fn devices_with_modalias() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_loader_restarts_with_the_group_and_every_device_is_replayed_to_it() {
-    let Some((tree, mut observer, recorder)) = start("loader-killed").await else {
+    let Some((_lock, tree, mut observer, recorder)) = start("loader-killed").await else {
         return;
     };
     let first = observer.wait_settled().await.expect("settles");
@@ -115,7 +120,7 @@ async fn a_killed_loader_restarts_with_the_group_and_every_device_is_replayed_to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_listener_restarts_with_the_group_and_every_device_is_replayed() {
-    let Some((tree, mut observer, _)) = start("listener-killed").await else {
+    let Some((_lock, tree, mut observer, _)) = start("listener-killed").await else {
         return;
     };
     observer.wait_settled().await.expect("settles");
@@ -144,7 +149,7 @@ async fn a_loader_that_falls_behind_gets_every_device_replayed() {
         loader_capacity: 64,
         ..RunOptions::default()
     };
-    let Some((tree, mut observer, _)) = start_with("loader-behind", options).await else {
+    let Some((_lock, tree, mut observer, _)) = start_with("loader-behind", options).await else {
         return;
     };
     let first = observer.wait_settled().await.expect("settles");
@@ -225,17 +230,37 @@ async fn a_loader_that_falls_behind_gets_every_device_replayed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settled_waits_for_a_loader_that_fell_behind_and_the_replay_made_for_it() {
     // Room for 64 events in flight (enough for the replay made for it, see above) and held for
-    // 2 s after its first batch: the boot's replay overflows the loader's subscription while
-    // the loader actor itself sits idle, so only the queue in front of it and the resync
-    // behind that queue say the work is not done.
+    // 3 s after its first batch; a burst of real `add` events while it is held overflows its
+    // subscription. The loader actor itself sits idle meanwhile, so only the queue in front of
+    // it and the resync behind that queue say the work is not done.
     let options = RunOptions {
         loader_capacity: 64,
-        loader_stall: Duration::from_secs(2),
+        loader_stall: Duration::from_secs(3),
         ..RunOptions::default()
     };
-    let Some((tree, mut observer, _)) = start_with("loader-held", options).await else {
+    let Some((_lock, tree, mut observer, _)) = start_with("loader-held", options).await else {
         return;
     };
+    let listener = loop {
+        if let Some(listener) = ActorRef::<ListenerMsg>::where_is(observer.listener.clone())
+            && let Ok(stats) = ractor::call!(listener, ListenerMsg::Stats)
+            && stats.counts.accepted > 0
+        {
+            break listener;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    drop(listener);
+    let devices = coldplug::walk::devices(
+        std::path::Path::new("/sys"),
+        coldplug::walk::Select::WithModalias,
+    )
+    .devices;
+    for _ in 0..(128 / devices.len().max(1) + 1) {
+        for device in &devices {
+            let _ = std::fs::write(device.join("uevent"), "add");
+        }
+    }
     let summary = tokio::time::timeout(Duration::from_secs(60), observer.wait_settled())
         .await
         .expect("settles within 60 s")
@@ -266,6 +291,49 @@ async fn settled_waits_for_a_loader_that_fell_behind_and_the_replay_made_for_it(
         lookups >= expected,
         "settled with {lookups} lookups, {expected} devices have a modalias"
     );
+    tree.shutdown();
+    tree.wait_stopped().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_loader_looks_nothing_up_for_never_fill_its_queue() {
+    // Held for 2 s after its first batch, with room for twice the devices it looks anything up
+    // for: the boot's replay of every device (most without a modalias: memory blocks, ttys,
+    // block devices) must not overflow it.
+    let devices =
+        coldplug::walk::devices(std::path::Path::new("/sys"), coldplug::walk::Select::All)
+            .devices
+            .len();
+    let capacity = 2 * devices_with_modalias() as usize + 16;
+    let options = RunOptions {
+        loader_capacity: capacity,
+        loader_stall: Duration::from_secs(2),
+        ..RunOptions::default()
+    };
+    let Some((_lock, tree, mut observer, _)) = start_with("loader-filtered", options).await else {
+        return;
+    };
+    assert!(
+        devices > 2 * capacity,
+        "this machine has {devices} devices, too few to fill a queue of {capacity}"
+    );
+    let summary = tokio::time::timeout(Duration::from_secs(60), observer.wait_settled())
+        .await
+        .expect("settles within 60 s")
+        .expect("subsystem alive");
+    let listener = summary.listener.expect("listener counters");
+    let loader = listener
+        .subscribers
+        .iter()
+        .find(|s| s.name.as_deref() == Some("loader"))
+        .expect("the loader's subscription");
+    assert_eq!(
+        (loader.dropped, loader.overflows),
+        (0, 0),
+        "the loader's queue overflowed with {devices} devices replayed: {loader:?}"
+    );
+    let lookups = summary.loader.expect("loader").events;
+    assert!(lookups >= devices_with_modalias(), "{lookups} lookups");
     tree.shutdown();
     tree.wait_stopped().await;
 }

@@ -64,12 +64,16 @@ impl Deref for Delivery {
 }
 
 /// Which events a subscriber wants. Resyncs are always delivered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// Only these subsystems; `None` for all.
     pub subsystems: Option<Vec<Vec<u8>>>,
     /// Only these actions; `None` for all.
     pub actions: Option<Vec<Action>>,
+    /// Only events this says yes to; `None` for all. Applied before an event takes one of the
+    /// subscriber's in-flight slots, so what a subscriber would drop at once never counts
+    /// against its capacity.
+    pub only_if: Option<fn(&Uevent) -> bool>,
 }
 
 impl Filter {
@@ -86,6 +90,14 @@ impl Filter {
         }
     }
 
+    /// This filter, and only events `wanted` says yes to.
+    pub fn only_if(self, wanted: fn(&Uevent) -> bool) -> Filter {
+        Filter {
+            only_if: Some(wanted),
+            ..self
+        }
+    }
+
     /// Whether `event` passes.
     pub fn matches(&self, event: &Uevent) -> bool {
         let action_ok = self
@@ -97,7 +109,7 @@ impl Filter {
                 .subsystem()
                 .is_some_and(|s| subsystems.iter().any(|x| x.as_slice() == s))
         });
-        action_ok && subsystem_ok
+        action_ok && subsystem_ok && self.only_if.is_none_or(|wanted| wanted(event))
     }
 }
 
@@ -404,11 +416,28 @@ mod tests {
         let filter = Filter {
             subsystems: Some(vec![b"usb".to_vec()]),
             actions: Some(vec![Action::Add]),
+            ..Filter::default()
         };
         assert!(filter.matches(&event(Action::Add, "usb", 1)));
         assert!(!filter.matches(&event(Action::Remove, "usb", 1)));
         assert!(!filter.matches(&event(Action::Add, "pci", 1)));
         assert!(Filter::all().matches(&event(Action::Remove, "pci", 1)));
+    }
+
+    #[test]
+    fn events_a_predicate_refuses_take_no_slot_of_the_subscriber() {
+        let subs = Subscribers::default();
+        let odd = Filter::all().only_if(|e| e.seqnum().is_some_and(|s| s.get() % 2 == 1));
+        let (sub, inbox) = recording(2, odd);
+        subs.add(sub);
+        // Held (nothing drained): 1 and 3 fill both slots, the even ones never ask for one.
+        one_by_one(&subs, (1..=4).map(|n| event(Action::Add, "pci", n)));
+        assert_eq!(seqnums(&inbox), [Some(1), Some(3)]);
+        let counts = subs.counts()[0].clone();
+        assert_eq!(
+            (counts.delivered, counts.dropped, counts.overflows),
+            (2, 0, 0)
+        );
     }
 
     #[test]

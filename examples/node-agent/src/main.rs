@@ -124,6 +124,7 @@ fn reporter(observer: Observer, subsystems: Vec<String>) -> Runnable {
             let filter = Filter {
                 subsystems: Some(subsystems.iter().map(|s| s.as_bytes().to_vec()).collect()),
                 actions: Some(vec![Action::Add, Action::Remove]),
+                ..Filter::default()
             };
             // Typed, bounded, and it follows devmgr's listener through restarts by itself.
             let mut uevents = observer.subscribe(filter, 1024);

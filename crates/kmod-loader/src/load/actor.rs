@@ -39,6 +39,14 @@ pub struct LoaderArgs {
     pub dry_run: bool,
 }
 
+/// Whether the loader actor has anything to look up for `event`: an `add` event with a
+/// `MODALIAS`, or one a driver rule names modules for ([`super::rules::rule_modules`]). A
+/// subscription can drop the rest before they reach the actor's queue.
+pub fn looks_up(event: &Uevent) -> bool {
+    event.action() == Action::Add
+        && (event.modalias().is_some() || !super::rules::rule_modules(event).is_empty())
+}
+
 /// Something to keep alive until a batch of events has been handled, e.g. the listener's
 /// deliveries, whose in-flight slots are released when they are dropped.
 pub type Keepalive = Box<dyn Any + Send>;
@@ -436,6 +444,40 @@ mod tests {
             b = b.property("SYNTH_UUID", "6b0c3e1e-5d2a-4f5e-9a1b-0d3c2e1f4a5b");
         }
         Arc::new(b.build().unwrap())
+    }
+
+    #[test]
+    fn only_add_events_with_a_modalias_or_a_driver_rule_are_looked_up() {
+        assert!(looks_up(&event(1, "pci:v1AF4", false)));
+        let build = |action, devpath: &str, subsystem: &str| {
+            Uevent::builder(action, devpath)
+                .subsystem(subsystem)
+                .seqnum(2)
+                .build()
+                .unwrap()
+        };
+        assert!(!looks_up(&build(
+            Action::Add,
+            "/devices/virtual/block/sda",
+            "block"
+        )));
+        assert!(looks_up(&build(
+            Action::Add,
+            "/module/parport_pc",
+            "module"
+        )));
+        assert!(!looks_up(&build(
+            Action::Remove,
+            "/module/parport_pc",
+            "module"
+        )));
+        let removed = Uevent::builder(Action::Remove, "/devices/pci0000:00/0000:00:03.0")
+            .subsystem("pci")
+            .seqnum(3)
+            .property("MODALIAS", "pci:v1AF4")
+            .build()
+            .unwrap();
+        assert!(!looks_up(&removed));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

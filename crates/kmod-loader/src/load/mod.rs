@@ -12,7 +12,7 @@ pub mod rules;
 pub mod scheduler;
 pub mod state;
 
-pub use actor::{LoaderActor, LoaderArgs, LoaderMsg, LoaderStats, PlanSource};
+pub use actor::{LoaderActor, LoaderArgs, LoaderMsg, LoaderStats, PlanSource, looks_up};
 pub use compression::Compression;
 pub use insert::{Outcome, insert};
 pub use install::InstallPolicy;
