@@ -1,4 +1,5 @@
-//! One replay of a set of devices: paced writes and settle tracking (rules R14, R17, R18).
+//! One replay of a set of devices: paced writes and settle tracking (see `docs/uevents.md#pacing`
+//! and `docs/uevents.md#settling-and-the-settle-timeout`).
 //!
 //! A pass writes `add <uuid>` into each device's `uevent` file, keeping at most `window`
 //! written-but-unanswered devices (so the replay cannot overrun the listener's buffer), and is

@@ -1,4 +1,5 @@
-//! Writing `add <uuid>` (or another action) into a device's `uevent` file (rules R16, R17).
+//! Writing `add <uuid>` (or another action) into a device's `uevent` file (see
+//! `docs/uevents.md#writing-uevent-files`).
 
 use std::io::Write;
 use std::path::Path;

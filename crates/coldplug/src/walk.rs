@@ -1,4 +1,4 @@
-//! Finding the devices under a sysfs tree (rule R16).
+//! Finding the devices under a sysfs tree (see `docs/uevents.md#walking-sysfs`).
 
 use std::ffi::{OsStr, OsString};
 use std::io;

@@ -64,18 +64,11 @@
 //!
 //! # Performance
 //!
-//! `cargo bench -p listener --bench fanout` (no root: in-memory datagrams with the kernel's
-//! envelope through the same [`Pipeline`] the reader drives, to two ractor subscribers).
-//! Measured on the build machine (2 shared cores, other builds running) on 2026-11-26:
-//!
-//! | what | figure |
-//! |---|---|
-//! | check → parse → fan-out to 2 ractor subscribers, until both handled 100,000 events | median 1.12 M events/s, best 1.29 M events/s (5 rounds) |
-//! | the reader thread's share alone (subscribers drop at once) | median 1.57 M events/s |
-//! | resident memory held by 100,000 events in flight to 2 subscribers | 54.5 MiB, 570 bytes per event |
-//!
-//! Without batching (one mailbox message per event and subscriber) the same bench gave
-//! 0.38–0.42 M events/s: ractor's per-message cost, not parsing, was the limit.
+//! Events go to subscribers in batches, one mailbox message per batch rather than per event,
+//! because ractor's cost per message, not parsing, limits the throughput.
+//! `cargo bench -p listener --bench fanout` measures check → parse → fan-out without root
+//! (in-memory datagrams with the kernel's envelope through the same [`Pipeline`] the reader
+//! drives, to two ractor subscribers); its figures are in `BENCH.md`.
 //!
 //! # Dependencies
 //!

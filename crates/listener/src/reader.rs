@@ -1,5 +1,5 @@
 //! The reader thread: waits on the socket, reads every queued datagram into the pipeline, and
-//! turns an overrun into a resync (rules R11, R12).
+//! turns an overrun into a resync (see `docs/uevents.md#overruns-and-resyncs`).
 //!
 //! A dedicated thread keeps the socket drained whatever the async runtime is doing, and needs no
 //! `unsafe` (tokio's `AsyncFd` registration is an `unsafe fn` since tokio 1.54). It sleeps in
@@ -22,8 +22,9 @@ use crate::fanout::{MAX_BATCH, ResyncReason};
 use crate::pipeline::SharedPipeline;
 use crate::socket::{UeventSocket, credentials_space};
 
-/// The receive buffer for one datagram: kernel uevents are at most about 4 KiB, so anything
-/// larger is truncated (`MSG_TRUNC`) and dropped.
+/// The receive buffer for one datagram: twice [`uevent::MAX_LEN`], so a datagram the parser
+/// refuses as oversize is still read whole and counted as malformed; anything larger is
+/// truncated (`MSG_TRUNC`) and dropped as truncated.
 const DATAGRAM_BUFFER: usize = 16 * 1024;
 /// Stack of the reader thread.
 const READER_STACK: usize = 256 * 1024;

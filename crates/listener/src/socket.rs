@@ -1,4 +1,4 @@
-//! The `NETLINK_KOBJECT_UEVENT` socket (rules R1, R2, R4).
+//! The `NETLINK_KOBJECT_UEVENT` socket (see `docs/uevents.md#the-socket`).
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

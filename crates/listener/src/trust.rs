@@ -1,4 +1,4 @@
-//! Deciding whether a datagram comes from the kernel (rule R3).
+//! Deciding whether a datagram comes from the kernel (see `docs/uevents.md#trust-checks`).
 //!
 //! The kernel multicasts the uevents it generates to group 1 from port 0, and their
 //! `SCM_CREDENTIALS` are all zero: pid 0, uid 0 (seen inside a user namespace that does not map
@@ -154,7 +154,7 @@ pub fn check(envelope: &Envelope, uids: &UidPolicy) -> Result<(), DropReason> {
     Ok(())
 }
 
-/// Whether our network namespace is the init process's (R5: other namespaces never see
+/// Whether our network namespace is the init process's (other namespaces never see
 /// hardware uevents). `Err` when either namespace link cannot be read.
 pub fn in_init_netns(ours: &Path, init: &Path) -> io::Result<bool> {
     use std::os::unix::fs::MetadataExt;

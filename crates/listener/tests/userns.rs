@@ -1,5 +1,6 @@
-//! Rule R3 in a user namespace: the kernel's uid 0 is not mapped there and shows up as the
-//! overflow uid; kernel events must still be accepted (systemd#16307). The test re-runs itself
+//! The trust check on uids (`docs/uevents.md#trust-checks`) in a user namespace: the kernel's
+//! uid 0 is not mapped there and shows up as the overflow uid; kernel events must still be
+//! accepted (systemd#16307). The test re-runs itself
 //! under `unshare --user` (no uid mapping) as the listening child; the parent, root in the init
 //! namespace, triggers the event.
 

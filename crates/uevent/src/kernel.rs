@@ -1,4 +1,5 @@
-//! Parsing kernel datagrams (`ACTION@DEVPATH\0KEY=VALUE\0...`), rules R6–R10.
+//! Parsing kernel datagrams (`ACTION@DEVPATH\0KEY=VALUE\0...`); the rules are described in
+//! `docs/uevents.md#parsing-a-kernel-datagram`.
 
 use std::num::NonZeroU64;
 

@@ -1,5 +1,5 @@
 //! Every reason a datagram or sysfs file is refused, one test each, plus the edges that are
-//! still accepted (rules R6–R10).
+//! still accepted (`docs/uevents.md#parsing-a-kernel-datagram`).
 
 use uevent::{Field, MAX_FIELDS, MAX_LEN, ParseError, RejectReason, SysfsError, Uevent};
 
