@@ -5,11 +5,13 @@
 # (SEP = "\n--8<--\n"; see fuzz_targets/index_reader.rs).
 #
 # Usage: fuzz/seeds/index_reader.sh OUT_DIR [KERNEL_MODULE_DIR]
-#   KERNEL_MODULE_DIR defaults to the 6.12 kernel in ~/.cache/devmgr/kernels.
+#   KERNEL_MODULE_DIR defaults to the 6.12 kernel in $DEVMGR_CACHE/kernels (scripts/lib/cache.sh).
 set -euo pipefail
 
 out=${1:?usage: $0 OUT_DIR [KERNEL_MODULE_DIR]}
-src=${2:-$(ls -d "${DEVMGR_CACHE:-$HOME/.cache/devmgr}"/kernels/6.12.*/root/lib/modules/6.12.* | head -n1)}
+# shellcheck source=../../scripts/lib/cache.sh
+. "$(dirname "$0")/../../scripts/lib/cache.sh"
+src=${2:-$(ls -d "$DEVMGR_CACHE"/kernels/6.12.*/root/lib/modules/6.12.* | head -n1)}
 version=$(basename "$src")
 command -v depmod >/dev/null || PATH=$PATH:/usr/sbin:/sbin
 mkdir -p "$out"
