@@ -10,7 +10,8 @@ pub type RunResult = Result<(), BoxError>;
 
 /// The error a runnable returns when it stops because its context was cancelled (Go's
 /// `ctx.Err()` == `context.Canceled`). A runnable whose context is cancelled and which returns
-/// this error, or an error that wraps it, ends in [`NodeState::Canceled`] (rule S6).
+/// this error, or an error that wraps it, ends in [`NodeState::Canceled`] (see
+/// `docs/supervisor.md#how-an-exit-is-classified`).
 ///
 /// Wrapping is followed like Go's `errors.Is` through `%w`: along the
 /// [`source`](std::error::Error::source) chain (thiserror's `#[source]`/`#[from]`, anyhow's
@@ -47,29 +48,30 @@ pub(crate) fn is_canceled(err: &(dyn std::error::Error + 'static)) -> bool {
 /// Errors returned by the supervisor's API.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A runnable name failed the name check (T3, plus the `.` deviation).
+    /// A runnable name failed the name check (see `docs/supervisor.md#names-and-dns`).
     #[error("runnable name {0:?} is invalid")]
     InvalidName(String),
-    /// The name is already used by a child of this incarnation (T4).
+    /// The name is already used by a child of this incarnation, whatever that child's state.
     #[error("runnable {0:?} already exists")]
     AlreadyExists(String),
-    /// The name is reserved by a sub-logger (T5).
+    /// The name is reserved by a sub-logger.
     #[error("runnable {0:?} would shadow reserved name (eg. sub-logger)")]
     ShadowsReservedName(String),
     /// The same name was given twice in one `run_group` call.
     #[error("duplicate child name {0:?}")]
     DuplicateChildName(String),
-    /// `run`/`run_group` was called on a node that already signalled Healthy (R2).
+    /// `run`/`run_group` was called on a node that already signalled Healthy (see
+    /// `docs/supervisor.md#starting-children-and-groups`).
     #[error("cannot run new runnable on non-NEW node")]
     NotNew,
-    /// A sub-logger name is used by a child runnable (T7).
+    /// A sub-logger name is used by a child runnable.
     #[error("name {0:?} already in use by child runnable")]
     NameInUseByChild(String),
-    /// A sub-logger name failed the name check (T7).
+    /// A sub-logger name failed the name check.
     #[error("sub-logger name {0:?} is invalid")]
     InvalidSubLoggerName(String),
-    /// The context belongs to an incarnation that has exited (documented deviation from C5: Go
-    /// resolves stale contexts by DN and may act on a later incarnation or deadlock).
+    /// The context belongs to an incarnation that has exited (unlike Go, which resolves stale
+    /// contexts by DN and may act on a later incarnation or deadlock).
     #[error("stale context: {dn} incarnation {incarnation} is no longer running")]
     StaleContext {
         /// DN of the node the context was created for.
@@ -85,7 +87,8 @@ pub enum Error {
     Spawn(String),
 }
 
-/// Misuse of a signal (G1/G2). The Go supervisor panics on misuse; so does
+/// Misuse of a signal (see `docs/supervisor.md#signals-healthy-and-done`). The Go supervisor
+/// panics on misuse; so does
 /// [`Context::signal`](crate::Context::signal), with this error's text as panic message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SignalMisuse {

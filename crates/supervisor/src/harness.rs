@@ -1,4 +1,4 @@
-//! A test harness like Go's `TestHarness` (section 16).
+//! A test harness like Go's `TestHarness` (see `docs/supervisor.md#test-harness`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,8 +10,8 @@ use crate::runnable::Runnable;
 use crate::supervisor::{Options, Supervisor};
 
 /// Runs a runnable as the root of a fresh supervisor with panic propagation and a log recorder
-/// that echoes every line to the (captured) test output (H1, H2). Finish it with
-/// [`TestHarness::finish`], which shuts the tree down, waits until no runnable is live (H4), and
+/// that echoes every line to the (captured) test output. Finish it with
+/// [`TestHarness::finish`], which shuts the tree down, waits until no runnable is live, and
 /// re-raises a propagated panic or reports errors returned by the runnable.
 ///
 /// A harness dropped without `finish` (a forgotten call, or an early return) still reports: its
@@ -86,20 +86,20 @@ impl TestHarness {
         &self.supervisor
     }
 
-    /// The recorded log lines (H5).
+    /// The recorded log lines.
     pub fn logs(&self) -> &LogRecorder {
         &self.logs
     }
 
-    /// Shuts the tree down early (the returned `cancel` of H5).
+    /// Shuts the tree down early (the `cancel` Go's harness returns).
     pub fn cancel(&self) {
         self.supervisor.shutdown();
     }
 
-    /// H4: shut down, wait until no runnable is live (logging the live DNs every 5 s), then
-    /// re-raise a propagated panic, or panic if the runnable returned errors. A propagated panic
-    /// is re-raised as soon as it is seen, even while runnables that ignore cancellation are
-    /// still live.
+    /// Shuts down, waits until no runnable is live (logging the live DNs every 5 s), then
+    /// re-raises a propagated panic, or panics if the runnable returned errors. A propagated
+    /// panic is re-raised as soon as it is seen, even while runnables that ignore cancellation
+    /// are still live.
     ///
     /// # Panics
     ///

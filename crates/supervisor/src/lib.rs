@@ -1,5 +1,5 @@
-//! The supervision tree of devmgr, with the semantics of Monogon's Go supervisor
-//! (`shared/spec/supervisor.md`): runnables named by DNs such as `root.devmgr.listener`,
+//! The supervision tree of devmgr, with the semantics of Monogon's Go supervisor (described in
+//! `docs/supervisor.md` in the repository): runnables named by DNs such as `root.devmgr.listener`,
 //! Healthy/Done signals, cancellation of a dead node's subtree and group siblings, and restarts
 //! with per-node exponential backoff, on top of a ractor processor actor.
 //!
@@ -137,15 +137,17 @@
 //!
 //! # Deviations from the Go supervisor
 //!
+//! In full here; `docs/supervisor.md#differences-from-the-go-supervisor` has a summary.
+//!
 //! Semantics:
 //!
-//! * Names containing `.` are rejected (Go accepts them and then mis-resolves DNs, T3).
+//! * Names containing `.` are rejected (Go accepts them and then mis-resolves DNs).
 //! * Contexts are bound to an incarnation: using one (`run`, `run_group`, `signal`,
 //!   `sub_logger`) once its run's exit was handled returns [`Error::StaleContext`], whether or
 //!   not the node was restarted since, instead of acting on the new incarnation, panicking on a
-//!   "misused" signal or deadlocking (C5, G4). A helper task that outlives its runnable gets
-//!   this error as soon as the runnable's return was handled.
-//! * Runnable contexts cannot be forged, so Go's "non-runnable context" panic (C4) cannot happen.
+//!   "misused" signal or deadlocking. A helper task that outlives its runnable gets this error
+//!   as soon as the runnable's return was handled.
+//! * Runnable contexts cannot be forged, so Go's "non-runnable context" panic cannot happen.
 //! * A caught panic becomes `panic: <message>`; the stack trace is left to the panic hook.
 //! * With [`Options::propagate_panic`] the first panic shuts the tree down and is kept for
 //!   [`Supervisor::take_propagated_panic`] / [`Supervisor::propagated_panic`] instead of
@@ -153,9 +155,9 @@
 //!   re-raises it as soon as it is seen (even while runnables that ignore cancellation are still
 //!   live), and so does dropping a [`TestHarness`] without `finish`.
 //! * Panics in tasks spawned through [`Context::spawn`] and in actor callbacks count as panics
-//!   of the runnable (see Panics). In Go only the runnable's own goroutine is covered (PP3), and
-//!   a panic in any other goroutine crashes the process whatever the options; here a task from
-//!   a plain `tokio::spawn` is not supervised at all.
+//!   of the runnable (see Panics). In Go only the runnable's own goroutine is covered, and a
+//!   panic in any other goroutine crashes the process whatever the options; here a task from a
+//!   plain `tokio::spawn` is not supervised at all.
 //! * The test harness reports a [`Canceled`] error returned while the context is still live as
 //!   an error (as Go's `errors.Is(err, ctx.Err())` does).
 //! * Cancellation is recognised through `source()` chains and inside [`std::io::Error`]s (Go's
@@ -167,15 +169,16 @@
 //!   it (every context cancelled, nodes marked Dead as their runnables return), so
 //!   `wait_stopped` does not hang; `wait_settled` then returns [`Error::ShutDown`].
 //! * Supervisor log lines print durations like Go (`0s`, `250ms`, `1m30s`).
-//! * The restart pass runs right after every exit event instead of on a 1 ms tick (GC7), and a
-//!   zero backoff schedules at once instead of through a timer; the settle detector releases
-//!   waiters after 51 ms without events (P3).
+//! * The restart pass runs right after every exit event instead of on a 1 ms tick (with the
+//!   same results), and a zero backoff schedules at once instead of through a timer; the
+//!   settle detector releases waiters after 51 ms without events, as Go's does after 50 quiet
+//!   ticks.
 //! * The settle detector also counts the first poll of a started runnable as activity, and does
 //!   not release while a started runnable waits for its first poll (a goroutine starts at once;
 //!   a tokio task waits for a free worker thread).
 //! * Backoff parameters are configurable through a [`RestartPolicy`], with [`SubtreePolicy`]s
 //!   attached to subtrees, and DNs of the policy that name no node are reported (Go hard-codes
-//!   the parameters, O4).
+//!   the parameters).
 //! * Children added after shutdown are marked Dead at once instead of by the liquidator.
 //! * Duplicate names within one `run_group` call are rejected (Go's map keys cannot repeat).
 //! * `wait_settled` after shutdown returns [`Error::ShutDown`] instead of blocking forever, and
@@ -210,8 +213,8 @@
 //!   commands run on a blocking thread) and serves no gRPC; they are thin wrappers (signal
 //!   Healthy, run, return the result) that a runnable writes in a few lines with
 //!   `tokio::process` or its server's API. Go's `RunCommand` quirk (a killed process ends Dead,
-//!   not Canceled, X2) has no counterpart.
-//! * `MetricsPrometheus`: [`TransitionMetrics`] keeps the same gauge and counter semantics (M4)
+//!   not Canceled) has no counterpart.
+//! * `MetricsPrometheus`: [`TransitionMetrics`] keeps the same gauge and counter semantics
 //!   without a Prometheus dependency.
 
 mod actor;

@@ -1,5 +1,6 @@
-//! Per-DN logging (section 14). Every line goes to `tracing` with the DN as the `dn` field; a
-//! [`LogRecorder`] (the analog of Go's logtree, used by the test harness) can also keep them.
+//! Per-DN logging (see `docs/supervisor.md#logging`). Every line goes to `tracing` with the DN
+//! as the `dn` field; a [`LogRecorder`] (the analog of Go's logtree, used by the test harness)
+//! can also keep them.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-/// The DN of the supervisor's own messages (L3).
+/// The DN of the supervisor's own messages, a top-level stream next to `root`.
 pub const SUPERVISOR_DN: &str = "supervisor";
 
 /// Severity of a log line.
@@ -19,7 +20,7 @@ pub enum Severity {
     Warning,
     /// An error.
     Error,
-    /// A runnable death (L4). Only recorded; it does not exit the process.
+    /// A runnable death. Only recorded; it does not exit the process.
     Fatal,
 }
 
@@ -102,7 +103,7 @@ impl LogRecorder {
     }
 }
 
-/// A leveled logger at one DN (L2). Cheap to clone.
+/// A leveled logger at one DN. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Logger {
     dn: Arc<str>,

@@ -1,4 +1,5 @@
-//! Metrics hook (section 15): a callback per state change, plus two ready-made sinks.
+//! Metrics hook (see `docs/supervisor.md#metrics`): a callback per state change, plus two
+//! ready-made sinks.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -6,7 +7,7 @@ use std::time::Instant;
 
 use crate::state::NodeState;
 
-/// Receives node state changes (M2): New when a runnable is started, Healthy on SignalHealthy,
+/// Receives node state changes: New when a runnable is started, Healthy on SignalHealthy,
 /// and Done/Canceled/Dead when an exit is handled. Never for SignalDone, reset, or transitions
 /// made after shutdown. Called while the tree lock is held: it must not block and must not call
 /// back into the supervisor.
@@ -15,7 +16,7 @@ pub trait Metrics: Send + Sync {
     fn notify_node_state(&self, dn: &str, state: NodeState);
 }
 
-/// The last reported state of a DN, and when it was reported (M3).
+/// The last reported state of a DN, and when it was reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DnState {
     /// Last reported state.
@@ -68,7 +69,7 @@ impl Metrics for InMemoryMetrics {
 }
 
 /// Counts transitions and keeps a per-DN, per-state gauge, with the semantics of Go's
-/// Prometheus sink (M4) but without a Prometheus dependency: the gauge of the current state is
+/// Prometheus sink but without a Prometheus dependency: the gauge of the current state is
 /// 1 and the four others 0; the previous state of a DN seen for the first time is `Dead`.
 #[derive(Debug, Default)]
 pub struct TransitionMetrics {

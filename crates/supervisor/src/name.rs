@@ -1,4 +1,4 @@
-//! Runnable names and distinguished names (DNs), rules T2 and T3.
+//! Runnable names and distinguished names (DNs); see `docs/supervisor.md#names-and-dns`.
 
 /// Checks a runnable (or sub-logger) name.
 ///
@@ -13,7 +13,7 @@ pub fn is_valid_name(name: &str) -> bool {
             .any(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// The DN of a child: the parent's DN, `.`, the child's name (T2).
+/// The DN of a child: the parent's DN, `.`, the child's name.
 pub(crate) fn child_dn(parent: &str, name: &str) -> String {
     format!("{parent}.{name}")
 }

@@ -1,4 +1,5 @@
-//! Node states (section 5) and signals (section 6).
+//! Node states and signals (see `docs/supervisor.md#node-states` and
+//! `docs/supervisor.md#signals-healthy-and-done`).
 
 use std::fmt;
 
@@ -61,9 +62,11 @@ impl fmt::Display for NodeState {
 /// A lifecycle milestone reported by a runnable through [`Context::signal`](crate::Context::signal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signal {
-    /// Setup is finished, children are started, the runnable is now serving (G1).
+    /// Setup is finished, children are started, the runnable is now serving. Allowed only in
+    /// New.
     Healthy = 0,
-    /// The runnable will return `Ok(())` and needs no long-running loop (G2).
+    /// The runnable will return `Ok(())` and needs no long-running loop. Allowed only in Healthy,
+    /// once.
     Done = 1,
 }
 

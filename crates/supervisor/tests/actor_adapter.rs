@@ -391,7 +391,7 @@ async fn an_actor_pre_start_panic_is_propagated() {
 
 // ---- An actor that stops on its own ---------------------------------------------------------
 
-/// An actor that signals Done through its node's context and then stops ends Done (S5), and is
+/// An actor that signals Done through its node's context and then stops ends Done, and is
 /// not restarted (a Done node with a live context stays Done).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_actor_that_signals_done_and_stops_ends_done() {
@@ -426,7 +426,7 @@ async fn an_actor_that_stops_without_signalling_done_dies() {
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- GC6: never two incarnations of one actor at once ---------------------------------------
+// ---- Never two incarnations of one actor at once --------------------------------------------
 
 /// Sets the flag when dropped, so that a failing test does not leave a thread blocked.
 struct ReleaseOnDrop(Arc<AtomicBool>);

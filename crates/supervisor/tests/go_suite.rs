@@ -1,4 +1,4 @@
-//! Ports of every test in Go's `supervisor_test.go` (spec section 18).
+//! Ports of every test in Go's `supervisor_test.go`.
 
 mod common;
 
@@ -70,7 +70,8 @@ async fn simple_failure_cancels_and_restarts_the_group_sibling() {
     // Kill off two, one should restart.
     two.send(RcCmd::Die);
     got("one cancelled", &mut rd1).await;
-    // And one should start running again (with no delay while two waits out its backoff, F7).
+    // And one should start running again (with no delay while two waits out its backoff: a
+    // cancelled group member restarts at once).
     within("settle", s.wait_settled()).await.unwrap();
     ready(&mut rh1, "runnable 'one' didn't restart");
     assert_eq!(s.node_state("root.one"), Some(NodeState::Healthy));
@@ -225,7 +226,7 @@ async fn backoff_grows_with_consecutive_deaths_and_resets_on_healthy() {
     let one = Rc::new();
     let h = TestHarness::start_with(
         root_running(vec![("one", one.runnable())]),
-        // r = 0: every delay is the low end of its B2 range.
+        // r = 0: every delay is the low end of its range.
         Options::new().random_source(|| Box::new(Fixed(0.0))),
     )
     .await
@@ -295,7 +296,7 @@ async fn cancel_restart_cancels_the_child_backoff_wait() {
         })
     };
     // r = 0: the root's own first backoff is 250 ms, well inside the 1 s bound, while inner's is
-    // 5 s (10 s · 0.5): without the cancellable backoff wait (B6) the root could only restart
+    // 5 s (10 s · 0.5): without the cancellable backoff wait the root could only restart
     // after inner's wait ended, and inner would run a second time.
     let policy = supervisor::RestartPolicy::from_toml_str(
         "[overrides.\"root.inner\"]\ninitial_interval = \"10s\"\nmax_interval = \"60s\"\n",
@@ -593,7 +594,7 @@ async fn resilience_misbehaving_runnables_do_not_affect_an_unrelated_group() {
         "{:?}",
         logs.entries_at(SUPERVISOR_DN)
     );
-    // After shutdown everything exits except `four`, which ignores cancellation (K6).
+    // After shutdown everything exits except `four`, which ignores cancellation.
     s.shutdown();
     eventually("only four left", || s.live_runnables() == ["root.four"]).await;
     stop_four.store(true, Ordering::SeqCst);
@@ -673,7 +674,7 @@ async fn metrics_report_states_across_restarts() {
         let step_two = step_two.clone();
         async move {
             // Like Go, the first wait ignores cancellation: `two` consumes its step even when `one`
-            // already died, then signals Healthy on a cancelled context (G1).
+            // already died, then signals Healthy on a cancelled context (allowed).
             recv(&step_two).await;
             ctx.signal(Signal::Healthy)?;
             ctx.cancelled().await;

@@ -1,5 +1,7 @@
-//! Extra conformance tests derived from the rules (spec section 18.1), plus the documented
-//! deviations (C5 stale contexts, PP2 propagate-panic, T3 names with dots).
+//! The supervisor's rules (`docs/supervisor.md`) checked one by one where Go's own test suite
+//! does not, plus the differences from Go
+//! (`docs/supervisor.md#differences-from-the-go-supervisor`): stale contexts, propagated
+//! panics, names with dots.
 
 mod common;
 
@@ -22,7 +24,8 @@ struct Fixture {
 }
 
 /// A supervisor with a recording metrics sink, a log recorder and backoff jitter fixed at r=0
-/// (delays at the low end of the B2 ranges: 250 ms, 375 ms, ...).
+/// (delays at the low end of their ranges, `docs/supervisor.md#restart-backoff`: 250 ms,
+/// 375 ms, ...).
 async fn start(root: Runnable) -> Fixture {
     quiet_runnable_panics();
     let m = Arc::new(Recording::default());
@@ -63,7 +66,7 @@ fn waits_for_cancel() -> Runnable {
     })
 }
 
-// ---- R2 ------------------------------------------------------------------------------------
+// ---- Starting children only while New (docs/supervisor.md#starting-children-and-groups) ---------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_group_after_signal_healthy_fails_with_not_new_and_creates_nothing() {
@@ -119,7 +122,7 @@ async fn run_group_on_a_cancelled_new_node_still_starts_children_with_cancelled_
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- T3 / T4 / T5 ----------------------------------------------------------------------------
+// ---- Names: valid, unique, not reserved (docs/supervisor.md#names-and-dns) ----------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn name_check_rejects_empty_uppercase_and_dotted_names_and_accepts_one_sibling() {
@@ -223,7 +226,7 @@ async fn a_done_childs_name_cannot_be_reused_until_the_parent_restarts() {
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- S-c: success without Done ----------------------------------------------------------------
+// ---- Success without Done is Dead (docs/supervisor.md#how-an-exit-is-classified) ----------------
 
 fn fatal_at(logs: &LogRecorder, dn: &str) -> Vec<String> {
     logs.entries_at(dn)
@@ -292,7 +295,7 @@ async fn success_without_done_after_cancellation_is_dead_not_canceled() {
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- S-b: exit classification order -------------------------------------------------------
+// ---- Order of exit classification (docs/supervisor.md#how-an-exit-is-classified) ----------------
 
 /// How the target ends after signalling.
 #[derive(Clone, Copy)]
@@ -409,7 +412,7 @@ async fn a_foreign_canceled_error_while_the_context_is_live_is_dead() {
     );
 }
 
-// ---- G1/G2: signal misuse ------------------------------------------------------------------
+// ---- Signal misuse (docs/supervisor.md#signals-healthy-and-done) --------------------------------
 
 async fn misuse(signals: &'static [Signal]) -> Vec<String> {
     let target = Runnable::new(move |ctx: Context| async move {
@@ -478,7 +481,7 @@ async fn signalling_healthy_on_a_cancelled_context_succeeds() {
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- F2/F3: what a death affects ------------------------------------------------------------
+// ---- What a death affects (docs/supervisor.md#what-a-death-affects) -----------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_death_leaves_the_parent_and_other_groups_untouched() {
@@ -544,7 +547,7 @@ async fn a_done_nodes_child_dies_and_only_the_child_restarts() {
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- GC4 -----------------------------------------------------------------------------------
+// ---- Restart at the highest ready node (docs/supervisor.md#the-restart-pass) --------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_descendant_blocks_the_dead_ancestors_restart_until_it_exits() {
@@ -643,7 +646,7 @@ async fn a_dead_child_of_a_dead_parent_is_never_restarted_on_its_own() {
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- B3 / B5 -------------------------------------------------------------------------------
+// ---- Backoff per node, Dead restarts only (docs/supervisor.md#restart-backoff) ------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_child_starts_again_from_the_first_backoff_range() {
@@ -700,7 +703,7 @@ async fn a_canceled_sibling_restarts_without_delay_and_its_backoff_does_not_adva
     shutdown_and_wait(&f.s).await;
 }
 
-// ---- K2–K5: shutdown ------------------------------------------------------------------------
+// ---- Shutdown (docs/supervisor.md#shutdown-and-the-liquidator) ----------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cancels_everything_and_restarts_nothing() {
@@ -718,7 +721,7 @@ async fn shutdown_cancels_everything_and_restarts_nothing() {
         let (late_tx, late_ran_tx) = (late_tx.clone(), late_ran_tx.clone());
         async move {
             ctx.cancelled().await;
-            // K6: adding children after shutdown succeeds, but they never run and end Dead.
+            // Adding children after shutdown succeeds, but they never run and end Dead.
             let _ = late_tx.send(ctx.run("late", move |_ctx: Context| {
                 let late_ran_tx = late_ran_tx.clone();
                 async move {
@@ -821,7 +824,7 @@ async fn shutdown_cancels_everything_and_restarts_nothing() {
     assert_eq!(s.wait_settled().await, Err(Error::ShutDown));
 }
 
-// ---- M2/M4: metrics --------------------------------------------------------------------------
+// ---- Metrics (docs/supervisor.md#metrics) -------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_first_edge_is_from_dead_and_done_and_reset_report_nothing() {
@@ -887,7 +890,7 @@ async fn metrics_first_edge_is_from_dead_and_done_and_reset_report_nothing() {
     shutdown_and_wait(&s).await;
 }
 
-// ---- Deviations: C5 stale contexts, PP2 propagated panics -------------------------------------
+// ---- Differences from Go: stale contexts, propagated panics -------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_context_from_an_earlier_incarnation_gets_an_error() {
@@ -1115,7 +1118,7 @@ async fn a_derived_token_follows_the_context_but_cannot_cancel_it() {
                 let derived = ctx.child_token();
                 let _ = tx.send((ctx.is_cancelled(), derived.is_cancelled()));
                 ctx.signal(Signal::Healthy)?;
-                derived.cancelled().await; // released by the node's cancellation (C2)
+                derived.cancelled().await; // released by the node's cancellation
                 let _ = tx.send((ctx.is_cancelled(), derived.is_cancelled()));
                 RunResult::Err(Canceled.into())
             }
