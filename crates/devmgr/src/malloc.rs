@@ -2,9 +2,7 @@
 //! (up to eight per CPU), each with pages of its own resident however little it holds.
 //! devmgr's threads are many and mostly idle (up to 20 load threads, the runtime's workers,
 //! the socket reader) and allocate little, so one arena costs no measurable contention and
-//! saves their pages. Measured in the 6.12 guest (`scripts/guest boot`, alternating boots,
-//! 2026-11-27): peak RSS 4,232–4,372 KiB with per-thread arenas, 3,848–3,944 KiB with one;
-//! time to settle 4.46–4.61 s and 4.22–4.79 s, within the machine's noise.
+//! saves their pages (the figures are in the crate's `BENCH.md`).
 
 /// Limits glibc's malloc to `arenas` arenas (`mallopt(M_ARENA_MAX, arenas)`); returns
 /// whether glibc accepted it. Call it before the runtime starts its threads.
