@@ -11,8 +11,8 @@
 //!
 //! Two readers share the node parser and the walk: [`BinIndex`] holds a whole file (for
 //! lookups), [`BinFile`] walks a file through a few windows of it (for building the alias
-//! matcher and the dependency table without holding the 1.3 MB alias file: that buffer was
-//! the peak of devmgr's resident set in the QEMU guests), and searches it in place, as
+//! matcher and the dependency table without holding the whole alias file, which would be the
+//! peak of devmgr's resident set), and searches it in place, as
 //! libkmod does (`search`: [`BinFile::search`], [`BinFile::search_wild`]).
 
 use std::fs::File;
@@ -406,8 +406,7 @@ const WINDOWS: usize = 4;
 /// An index file walked without holding it: [`BinFile::for_each`] gives what
 /// [`BinIndex::for_each`] gives, reading the nodes through at most four windows of the file
 /// (depmod writes a subtree's nodes next to each other, so a depth-first walk mostly stays in
-/// them: a whole walk of Debian 12's `modules.alias.bin` reads 2.1 times its 1.3 MB, 64 KiB
-/// at a time — `tests/windowed_walk.rs`).
+/// them, and a whole walk reads the file about twice — `tests/windowed_walk.rs` bounds it).
 pub struct BinFile {
     path: PathBuf,
     file: File,

@@ -1,4 +1,5 @@
-//! A byte-wise `fnmatch(3)` with flags 0, as libkmod calls it (rule R25).
+//! A byte-wise `fnmatch(3)` with flags 0, as libkmod calls it
+//! (`docs/kmod-loader.md#pattern-matching`).
 //!
 //! * `*` matches any run of bytes, including `/` and a leading `.`;
 //! * `?` matches one byte;

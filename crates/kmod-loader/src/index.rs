@@ -13,8 +13,8 @@
 //! ([`BinFile::search_wild`], [`BinFile::search`]), keeping only four [`LOOKUP_WINDOW`]s per
 //! file. Text fallbacks are compiled either way. Both give the same answer for every
 //! modalias (`tests/in_place.rs`, `tests/differential.rs`); they differ only for queries that
-//! themselves hold wildcard bytes and for patterns past the compiled matcher's limits (the
-//! crate documentation, "Differences from libkmod").
+//! themselves hold wildcard bytes and for patterns past the compiled matcher's limits (see
+//! `docs/kmod-loader.md#differences-from-libkmod`).
 //!
 //! # Memory of a compiled index
 //!
@@ -23,11 +23,9 @@
 //! the module names of the aliases in one string buffer, and `modules.dep` as a table of
 //! module names (sorted, for binary search) to a path id and a run of dependency path ids,
 //! every distinct path stored once; lines that do not parse are kept verbatim and reported
-//! when looked up, as before. Only `modules.builtin.bin` (8 KB) is kept as read. For Debian's
-//! 6.12 index the heap holds 1.19 MB after loading (16.3 MB before), with a peak of 2.06 MB
-//! while loading (28.4 MB before; 2.45 MB while `modules.alias.bin` was read whole): the
-//! dependency table, the 0.65 MB matcher being written, and the four 64 KiB windows through
-//! which [`BinFile`] walks `modules.alias.bin` and `modules.dep.bin`.
+//! when looked up. Only `modules.builtin.bin` (small) is kept as read. The peak while loading
+//! is the dependency table beside the matcher being written, plus the few windows through
+//! which [`BinFile`] walks `modules.alias.bin` and `modules.dep.bin` (figures in `BENCH.md`).
 //!
 //! Patterns stream from the binary index into the matcher in byte order (the order its trie
 //! walk yields them); the text fallbacks are sorted first. libkmod's discovery order, which
@@ -592,8 +590,8 @@ fn match_in_place(file: &InPlace, alias: &str) -> Result<Vec<String>, IndexError
 
 impl ModuleIndex {
     /// Loads the index of `dir` (e.g. `/lib/modules/6.12.100+deb12-amd64`), compiled: the
-    /// alias patterns into matchers, `modules.dep` into a table (1.2 MB of heap for Debian
-    /// 12's 6.12 index, about 20 ms; a lookup then takes about a microsecond).
+    /// alias patterns into matchers, `modules.dep` into a table: slower to open and larger
+    /// in memory than [`ModuleIndex::open`], but each lookup is much faster.
     pub fn load(dir: &Path) -> Result<Self, IndexError> {
         Self::read(dir, false)
     }
@@ -602,8 +600,8 @@ impl ModuleIndex {
     /// dependency files are checked whole (a walk of every node, so that a corrupt file falls
     /// back to its text form now, not at a lookup) and then read again at each lookup, a few
     /// [`LOOKUP_WINDOW`]s at a time; nothing of them is kept but four windows per file. Text
-    /// fallbacks are compiled as [`ModuleIndex::load`] does. About 5 ms and no heap beyond the
-    /// windows for Debian 12's 6.12 index; a lookup then takes about 50 microseconds.
+    /// fallbacks are compiled as [`ModuleIndex::load`] does. No heap beyond the windows is
+    /// kept for the binary files.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         Self::read(dir, true)
     }
@@ -627,12 +625,10 @@ impl ModuleIndex {
             },
         };
         let mut names = Interner::default();
-        // Dependencies first: their file (0.7-0.8 MB on Debian 12) is read into a buffer
-        // above malloc's mmap threshold and handed back to the kernel when freed. Read after
-        // the larger alias file it came from the heap instead (freeing a mapped buffer raises
-        // the threshold to that buffer's size) and stayed resident. devmgr's peak RSS in the
-        // QEMU guests (2 boots each, 2026-11-27): 6.1 5,132 -> 4,140-4,196 KiB, 6.12
-        // 6,388-6,556 -> 6,128-6,276 KiB. A missing `modules.dep` is still the first error.
+        // Dependencies first: their file is read into a buffer above malloc's mmap threshold
+        // and handed back to the kernel when freed. Read after the larger alias file it came
+        // from the heap instead (freeing a mapped buffer raises the threshold to that buffer's
+        // size) and stayed resident. A missing `modules.dep` is still the first error.
         idx.load_deps(in_place)?;
         idx.load_aliases(&mut names, in_place)?;
         idx.load_builtin();

@@ -55,10 +55,9 @@
 //!          values as above
 //! ```
 //!
-//! For Debian's 6.12 index (27,459 patterns) that is 653 KB in 39,544 nodes; the arrays of
-//! 44-byte nodes (221,758 of them), edges and pattern texts that this replaced kept 13.6 MB.
-//! The per-query `*` memo is a small hash table (only the `*` nodes a query reaches), not an
-//! array over all 103,000 `*` nodes (0.8 MB in every thread that looked up an alias).
+//! The per-query `*` memo is a small hash table holding only the `*` nodes a query reaches,
+//! not an array over all `*` nodes, which would cost every looking-up thread memory in
+//! proportion to the whole index (sizes in `BENCH.md`).
 //!
 //! Building needs no per-node structure either: patterns are inserted in sorted order (the
 //! order a binary index yields them; [`AliasMatcherBuilder`] sorts) and a node is written as

@@ -1,5 +1,5 @@
 //! Name normalisation as libkmod does it: `-` becomes `_` (outside brackets for aliases), and a
-//! module name is a file name cut at its first `.` (rules R23).
+//! module name is a file name cut at its first `.` (`docs/kmod-loader.md#names-and-normalisation`).
 
 use crate::error::AliasError;
 

@@ -1,4 +1,4 @@
-//! Change detection for reloading (R33): a stamp of every file and directory the resolver
+//! Change detection for reloading (`docs/kmod-loader.md#reloading-on-change`): a stamp of every file and directory the resolver
 //! read — size and modification time — compared on demand instead of polling on a timer.
 
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
-//! Alias lookup and load planning with libkmod's semantics (rules R24, R26–R29).
+//! Alias lookup and load planning with libkmod's semantics (docs/kmod-loader.md#resolving-an-alias,
+//! docs/kmod-loader.md#load-plans).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -89,7 +90,7 @@ pub enum Step {
         /// Options joined as modprobe joins them (may be empty).
         options: String,
     },
-    /// Built into the kernel: nothing to load (R26).
+    /// Built into the kernel: nothing to load, which counts as success.
     Builtin {
         /// Module name.
         module: String,
@@ -277,7 +278,7 @@ impl Resolver {
     }
 
     /// Whether an index file, a configuration file or directory, or the command line changed
-    /// since loading (R33: reload on change, not on a timer).
+    /// since loading (reloaded on change, not on a timer: `docs/kmod-loader.md#reloading-on-change`).
     pub fn is_stale(&self) -> bool {
         Stamp::take(&self.options) != self.stamp
     }

@@ -17,18 +17,15 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use kmod_loader::{IndexError, Resolver, ResolverOptions};
 
-/// Measured for 6.12.117+deb12-amd64 (27,459 aliases): peak 2.06 MB, retained 1.19 MB (before
-/// the compact index: 28.4 MB and 16.3 MB; 2.45 MB peak while `modules.alias.bin` was read
-/// whole). The retained limit leaves 1.5× headroom; the peak limit 1.2× (2.5 MB): more would
-/// mean a file is held whole again.
+/// Limits about 1.5× (retained) and 1.2× (peak) above what Debian's 6.12 index needs (the
+/// figures are in `BENCH.md`, "Memory"): more would mean a file is held whole again.
 const PEAK_LIMIT: usize = 2_500_000;
 const RETAINED_LIMIT: usize = 1_800_000;
 /// What a few hundred lookups may add (the per-thread `*` memo, nothing per lookup).
 const LOOKUP_GROWTH_LIMIT: usize = 64 << 10;
-/// `Resolver::open` (lookups in place), measured: peak 235 KB while it checks the files (the
-/// walk's windows and its 164 KB loop check), 66 KB held after 350 lookups (mostly the 4 KiB
-/// windows of three files). Limits with headroom; more would mean a file or a compiled index
-/// is held.
+/// `Resolver::open` (lookups in place): its peak is the walk's windows and loop check while it
+/// checks the files; what it holds after lookups is mostly the lookup windows. Limits with
+/// headroom (figures in `BENCH.md`); more would mean a file or a compiled index is held.
 const OPEN_PEAK_LIMIT: usize = 400_000;
 const OPEN_RETAINED_LIMIT: usize = 100_000;
 

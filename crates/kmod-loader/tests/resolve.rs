@@ -1,4 +1,5 @@
-//! Lookup order and load plans on a fake module directory (rules R24, R26–R29, R33).
+//! Lookup order and load plans on a fake module directory (`docs/kmod-loader.md#resolving-an-alias`,
+//! `#load-plans`, `#reloading-on-change`).
 
 mod common;
 

@@ -18,7 +18,7 @@ pub trait PlanSource: Send + Sync + 'static {
     /// The plans for `modalias`; empty when nothing matches or everything is builtin.
     fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String>;
 
-    /// Reloads the index and configuration if they changed on disk (R33); returns whether it
+    /// Reloads the index and configuration if they changed on disk; returns whether it
     /// did. Called before each batch of events. The default never reloads.
     fn reload_if_changed(&mut self) -> Result<bool, String> {
         Ok(false)

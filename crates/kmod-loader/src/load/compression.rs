@@ -1,5 +1,6 @@
 //! Compressed modules: detection by magic bytes (never by file name) and in-process
-//! decompression, for when the kernel cannot decompress the format itself (rule R30).
+//! decompression, for when the kernel cannot decompress the format itself
+//! (`docs/kmod-loader.md#loading-a-module`).
 
 use std::io::{self, Read};
 use std::path::Path;

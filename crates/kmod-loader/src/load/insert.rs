@@ -1,5 +1,5 @@
-//! Handing one module file to the kernel (rule R30), and what the kernel's answer means
-//! (rule R31).
+//! Handing one module file to the kernel (`docs/kmod-loader.md#loading-a-module`), and what
+//! the kernel's answer means (`docs/kmod-loader.md#what-the-kernels-answer-means`).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -127,9 +127,9 @@ pub fn insert(
 }
 
 /// The rare path: the module decompressed here and handed over with `init_module`. Never
-/// inlined into [`insert`]: the decompressors keep their state on the stack (about 53 KB with
-/// LTO), and a frame that large is probed page by page on entry, so every load thread touched
-/// 53 KB of stack it never used (seen in the guest's `/proc/self/smaps`: 60 KB per thread).
+/// inlined into [`insert`]: the decompressors keep their state on the stack (tens of KB), and
+/// a frame that large is probed page by page on entry, so every load thread would touch that
+/// much stack even when it never decompresses.
 #[cold]
 #[inline(never)]
 fn insert_decompressed(

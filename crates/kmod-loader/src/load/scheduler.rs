@@ -1,6 +1,6 @@
 //! Running load plans: one load in flight per module (others await its result), independent
 //! modules in parallel on a bounded pool, and the kernel asked afresh each time whether a
-//! module is in (the rules are in the crate docs, "Loading").
+//! module is in (`docs/kmod-loader.md#the-scheduler`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -412,7 +412,8 @@ impl Loader {
 }
 
 /// Per-boot memory of `ENODEV` answers, by (module, alias): a coldplug replay of a device with
-/// the same alias does not try again (the 1,536 × `acpi_cpufreq` storm), but a device that
+/// the same alias does not try again (one ACPI processor alias per CPU would otherwise load
+/// `acpi_cpufreq` once per CPU; `docs/kmod-loader.md#remembering-enodev`), but a device that
 /// really appears (a non-synthetic `add`) does.
 #[derive(Debug, Default)]
 pub struct NoDeviceCache {

@@ -1,4 +1,5 @@
-//! The kernel's view of a module: `/sys/module/<name>/initstate` (rule R32).
+//! The kernel's view of a module: `/sys/module/<name>/initstate`
+//! (`docs/kmod-loader.md#is-a-module-in-the-kernel`).
 
 use std::path::{Path, PathBuf};
 
