@@ -1,10 +1,10 @@
-//! Per-node exponential backoff, rules B1–B5: the algorithm of `cenkalti/backoff/v4`
-//! `ExponentialBackOff` with `MaxElapsedTime = 0` (never give up).
+//! Per-node exponential backoff (see `docs/supervisor.md#restart-backoff`): the algorithm of
+//! `cenkalti/backoff/v4` `ExponentialBackOff` with `MaxElapsedTime = 0` (never give up).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Backoff parameters. The defaults are Go's (B1).
+/// Backoff parameters. The defaults are Go's.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackoffParams {
     /// First interval (`cur` after a reset). Go: 500 ms.
@@ -156,7 +156,7 @@ impl RandomSource for XorShift {
     }
 }
 
-/// The backoff state of one node (B3: one object per node, kept across the node's restarts).
+/// The backoff state of one node (one object per node, kept across the node's restarts).
 #[derive(Debug)]
 pub struct Backoff {
     params: BackoffParams,
@@ -202,12 +202,12 @@ impl Backoff {
         Duration::from_nanos(self.current_nanos)
     }
 
-    /// Resets `cur` to the initial interval (B4: on SignalHealthy and SignalDone).
+    /// Resets `cur` to the initial interval (on SignalHealthy and SignalDone).
     pub fn reset(&mut self) {
         self.current_nanos = nanos(self.params.initial_interval);
     }
 
-    /// The next delay, then advances `cur` (B2). Called only for Dead restarts (B5).
+    /// The next delay, then advances `cur`. Called only for Dead restarts.
     pub fn next_backoff(&mut self) -> Duration {
         let r = self.rng.next_f64();
         let delay = randomized(self.params.randomization_factor, r, self.current_nanos);
@@ -259,7 +259,8 @@ mod tests {
         }
     }
 
-    /// The B2 table: (cur in seconds, low, high) for the n-th consecutive Dead restart.
+    /// The table of delay ranges: (cur in seconds, low, high) for the n-th consecutive Dead
+    /// restart.
     const TABLE: [(f64, f64, f64); 13] = [
         (0.5, 0.25, 0.75),
         (0.75, 0.375, 1.125),
@@ -324,7 +325,8 @@ mod tests {
         assert!(last > Duration::from_secs(89), "{last:?}");
     }
 
-    /// B2 exactly: `cur·(1−f) + r·(cur·(1+f) − cur·(1−f) + 1ns)`, truncated, for fixed `r`.
+    /// Go's formula exactly: `cur·(1−f) + r·(cur·(1+f) − cur·(1−f) + 1ns)`, truncated, for
+    /// fixed `r`.
     #[test]
     fn delays_for_fixed_random_values_are_exact() {
         let seq = |rs: Vec<f64>| {
@@ -425,7 +427,7 @@ mod tests {
     }
 
     proptest! {
-        /// B2: for any jitter sequence the n-th delay lies in the table's range and `cur`
+        /// For any jitter sequence the n-th delay lies in the table's range and `cur`
         /// follows the table.
         #[test]
         fn backoff_sequence_follows_the_spec_table(rs in proptest::collection::vec(0.0f64..1.0, 16)) {

@@ -56,7 +56,7 @@ impl fmt::Debug for Runnable {
 /// The payload of a caught panic.
 pub type PanicPayload = Box<dyn Any + Send + 'static>;
 
-/// Polls a future, turning a panic into `Err(payload)` (PP1). Used for runnables, tasks spawned
+/// Polls a future, turning a panic into `Err(payload)`. Used for runnables, tasks spawned
 /// through a context, and actor callbacks.
 pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
 

@@ -99,7 +99,7 @@ impl Shared {
         }
     }
 
-    /// Sends to every metrics sink (M1–M2). Called with the tree lock held. A panicking sink is
+    /// Sends to every metrics sink. Called with the tree lock held. A panicking sink is
     /// caught and logged: it must not take the processor (or a runnable's `signal`) down with it.
     pub(crate) fn notify(&self, dn: &str, state: NodeState) {
         for m in &self.metrics {
@@ -129,7 +129,7 @@ impl Shared {
             .is_some_and(|p| p.send_message(msg).is_ok())
     }
 
-    /// PP2: keeps the payload for the owner and shuts the tree down.
+    /// Propagated panic: keeps the payload for the owner and shuts the tree down.
     pub(crate) fn propagate(&self, payload: PanicPayload) {
         self.store_panic(payload);
         self.send(ProcessorMsg::Shutdown);

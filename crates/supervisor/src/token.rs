@@ -1,5 +1,5 @@
 //! A small hierarchical cancellation token (the port's equivalent of Go's cancellable
-//! `context.Context`, rule C2): cancelling a token cancels every token derived from it.
+//! `context.Context`): cancelling a token cancels every token derived from it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
