@@ -47,6 +47,9 @@ pub enum Outcome {
     /// The module has an `install` command and running them is switched off
     /// (`loader.run_install_commands = false`).
     InstallRefused,
+    /// The task running the load panicked (a bug, in the loader or a decompressor): whether
+    /// the kernel got the module is unknown, so the plan stops here.
+    Panicked,
     /// Any other error.
     Failed(Errno),
 }

@@ -60,7 +60,7 @@ pub struct LoadStats {
     /// Requests answered without a load: live already, or `EEXIST`.
     pub already_loaded: u64,
     /// Failed loads by errno name (`ENODEV`, `ENOENT`, ...); failed `install` commands under
-    /// `install`.
+    /// `install`, load tasks that panicked under `panic`.
     pub failed: BTreeMap<String, u64>,
     /// Modules left out because an `install … /bin/true` or `/bin/false` line disables them.
     pub disabled: u64,
@@ -70,8 +70,10 @@ pub struct LoadStats {
     pub install_refused: u64,
     /// Loads (or commands) still running after the slow-load warning's threshold.
     pub slow: u64,
-    /// Wall-clock time of the loads summed (time in `finit_module`, which includes the
-    /// module's init and probes, and any decompression done here).
+    /// Wall-clock time of the loads and `install` commands, summed over all of them: each
+    /// from taking a worker to its end — reading (and, if needed, decompressing) the module
+    /// file, `finit_module`/`init_module` (which runs the module's init and its probes), or the
+    /// command. Loads overlap, so this can exceed the time the loading took.
     pub load_time: Duration,
 }
 
@@ -327,6 +329,8 @@ impl Loader {
                 result.err(),
             ),
             Ok(Done::Outcome(outcome)) => (outcome, None),
+            Err(err) if err.is_panic() => (Outcome::Panicked, None),
+            // Cancelled: the runtime is shutting down and the task never ran.
             Err(_) => (
                 Outcome::Failed(nix::errno::Errno::EINTR),
                 Some(nix::errno::Errno::EINTR),
@@ -357,6 +361,11 @@ impl Loader {
             Outcome::InstallFailed => {
                 self.install_commands.fetch_add(1, Ordering::Relaxed);
                 self.count_failure("install");
+            }
+            Outcome::Panicked => {
+                self.attempted.fetch_add(1, Ordering::Relaxed);
+                self.count_failure("panic");
+                tracing::error!(module = %step.module, path, "module load task panicked; the module may or may not be loaded");
             }
             Outcome::FileMissing => {
                 self.attempted.fetch_add(1, Ordering::Relaxed);
@@ -843,6 +852,52 @@ mod tests {
             Outcome::Loaded
         );
         assert_eq!(loader.stats().slow, 1);
+    }
+
+    /// A kernel whose loads panic, as a bug in a load task would.
+    struct PanickingKernel;
+
+    impl Kernel for PanickingKernel {
+        fn finit_module(
+            &self,
+            _file: &std::fs::File,
+            _params: &std::ffi::CStr,
+            _flags: u32,
+        ) -> Result<(), Errno> {
+            panic!("load task panics (test)")
+        }
+
+        fn init_module(&self, _image: &[u8], _params: &std::ffi::CStr) -> Result<(), Errno> {
+            panic!("load task panics (test)")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicked_load_task_is_its_own_outcome_counted_as_a_panic_not_an_errno() {
+        let names: Vec<String> = ["dep", "target"].map(String::from).to_vec();
+        let modules = Modules::new(&names);
+        let sys = tempfile::tempdir().unwrap();
+        let loader = Arc::new(Loader::new(
+            Arc::new(PanickingKernel),
+            SysModule::new(sys.path()),
+            1,
+        ));
+        let plan = ModulePlan {
+            target: "target".into(),
+            steps: vec![modules.step("dep", false), modules.step("target", false)],
+        };
+        let outcomes = loader.run(&plan).await;
+        assert_eq!(
+            outcomes,
+            [
+                ("dep".to_string(), Outcome::Panicked),
+                ("target".to_string(), Outcome::Skipped)
+            ]
+        );
+        let stats = loader.stats();
+        assert_eq!(stats.failed.get("panic"), Some(&1), "{stats:?}");
+        assert_eq!(stats.failed.get("EINTR"), None, "{stats:?}");
+        assert_eq!(stats.attempted, 1);
     }
 
     #[test]
