@@ -31,6 +31,18 @@ pub async fn run(
 ) -> RunResult {
     let listener = ActorRef::<ListenerMsg>::where_is(listener_name.clone())
         .ok_or_else(|| format!("no listener registered as {listener_name:?}"))?;
+    run_with_listener(ctx, listener, config, reports).await
+}
+
+/// Like [`run`], with the listener to subscribe to given rather than looked up by name: for a
+/// caller that has already made sure it is the right one (e.g. the one another subscriber of
+/// its group listens to), which a second lookup by name might no longer return.
+pub async fn run_with_listener(
+    ctx: Context,
+    listener: ActorRef<ListenerMsg>,
+    config: ColdplugConfig,
+    reports: Option<tokio::sync::watch::Sender<Option<PassReport>>>,
+) -> RunResult {
     let (settled_tx, settled) = tokio::sync::oneshot::channel::<PassReport>();
     let name = config.actor_name.clone();
     let args = ColdplugArgs {

@@ -16,11 +16,10 @@ use kmod_loader::load::{
     Compression, InstallPolicy, LinuxKernel, Loader, LoaderActor, LoaderArgs, LoaderMsg, SysModule,
     default_workers,
 };
-use kmod_loader::reload::Stamp;
-use kmod_loader::{Resolver, ResolverOptions};
+use kmod_loader::{Resolver, ResolverOptions, Stamp};
 use listener::{Filter, Listener, ListenerMsg, Notification, Subscription};
 use ractor::{Actor, ActorId, ActorRef, call};
-use supervisor::{Canceled, Context, RunResult, Runnable, Signal, actor_runnable};
+use supervisor::{CancelToken, Canceled, Context, RunResult, Runnable, Signal, actor_runnable};
 use tokio::sync::{mpsc, watch};
 use uevent::Action;
 
@@ -113,6 +112,13 @@ pub fn root(devmgr: Runnable) -> Runnable {
 
 /// The `devmgr` runnable and a way to watch it.
 pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
+    let (shared, observer) = shared(config, options);
+    let runnable = Runnable::new(move |ctx: Context| run(ctx, Arc::clone(&shared)));
+    (runnable, observer)
+}
+
+/// The state the nodes of one subsystem share, and the observer of it.
+fn shared(config: Config, options: RunOptions) -> (Arc<Shared>, Observer) {
     let names = Names {
         listener: format!("devmgr-listener{}", options.instance),
         loader: format!("devmgr-loader{}", options.instance),
@@ -141,13 +147,13 @@ pub fn runnable(config: Config, options: RunOptions) -> (Runnable, Observer) {
         names,
         settled: settled_tx,
         loading: loading_tx,
+        listener_run: watch::channel(None).0,
         subscribed: watch::channel(None).0,
         ledger: ledger_tx,
         hub,
         _alive: alive_tx,
     });
-    let runnable = Runnable::new(move |ctx: Context| run(ctx, Arc::clone(&shared)));
-    (runnable, observer)
+    (shared, observer)
 }
 
 #[derive(Debug, Clone)]
@@ -164,7 +170,11 @@ struct Shared {
     settled: watch::Sender<Option<PassReport>>,
     /// Whether module loading is enabled (decided at each start of the subsystem).
     loading: watch::Sender<Option<bool>>,
-    /// The listener the loader is subscribed to (set by each loader incarnation).
+    /// Cancelled with the listener node's current incarnation; set as that incarnation starts,
+    /// before its actor is spawned ([`listener_up`]).
+    listener_run: watch::Sender<Option<CancelToken>>,
+    /// The listener the loader is subscribed to (set by each loader incarnation, reset when it
+    /// ends).
     subscribed: watch::Sender<Option<ActorId>>,
     /// Fed by the loader's subscription and the `settle` one ([`crate::handled`]).
     ledger: watch::Sender<Ledger>,
@@ -198,7 +208,10 @@ fn resolver_options(config: &Config) -> ResolverOptions {
 async fn run(ctx: Context, shared: Arc<Shared>) -> RunResult {
     let receive_buffer = shared.config.listener.receive_buffer;
     let pacing_window = pacing_window(shared.config.coldplug.pacing);
-    let listener = actor_runnable(Some(shared.names.listener.clone()), move |_: &Context| {
+    let listener_run = shared.listener_run.clone();
+    let listener = actor_runnable(Some(shared.names.listener.clone()), move |ctx: &Context| {
+        // Called as each listener incarnation starts, when the previous one's actor is gone.
+        listener_run.send_replace(Some(ctx.child_token()));
         let config = listener::ListenerConfig {
             receive_buffer,
             pacing_window,
@@ -234,13 +247,28 @@ pub fn pacing_window(pacing: coldplug::Pacing) -> usize {
     }
 }
 
-/// Waits (at most 10 s) until the listener registered as `name` answers, i.e. its socket is
-/// bound.
-async fn listener_up(ctx: &Context, name: &str) -> Result<ActorRef<ListenerMsg>, String> {
+/// Waits (at most 10 s) until the listener of the listener node's current, live incarnation
+/// is registered and answers, i.e. its socket is bound.
+///
+/// The name alone does not tell incarnations apart. The supervisor restarts each member of the
+/// group as soon as that member has exited, not once the whole group has: when the loader
+/// dies, the coldplug node (cancelled, restarted without backoff) or the loader (after its
+/// backoff) may start again while the listener's actor, cancelled too, has not yet stopped and
+/// still answers under its name. Whatever subscribes to that listener then hears nothing once
+/// it stops (a coldplug pass that writes every device and gets no answer). So a listener only
+/// counts while the incarnation that was current before it was looked up is not cancelled:
+/// the previous incarnation's actor gave up its name before that node exited, so the one found
+/// belongs to that incarnation, and a cancellation after the check also cancels the caller
+/// (group siblings are cancelled together), which is then restarted.
+async fn listener_up(ctx: &Context, shared: &Shared) -> Result<ActorRef<ListenerMsg>, String> {
+    let name = &shared.names.listener;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(listener) = ActorRef::<ListenerMsg>::where_is(name)
+        let run = shared.listener_run.borrow().clone();
+        if let Some(run) = run.filter(|run| !run.is_cancelled())
+            && let Some(listener) = ActorRef::<ListenerMsg>::where_is(name.clone())
             && call!(listener, ListenerMsg::Stats).is_ok()
+            && !run.is_cancelled()
         {
             return Ok(listener);
         }
@@ -259,7 +287,9 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     // and its actor runs, and again as soon as it ends (killed, failed or cancelled), so nobody
     // takes a dead loader's state for settled while the group waits out its backoff.
     let _unknown_after = ResetOnDrop(&shared.loading);
-    let listener = listener_up(&ctx, &shared.names.listener).await?;
+    // Nor is a loader that has ended subscribed to any listener.
+    let _unsubscribed_after = ResetOnDrop(&shared.subscribed);
+    let listener = listener_up(&ctx, &shared).await?;
     let (queue, mut queued) = mpsc::unbounded_channel::<Queued>();
     // The `settle` subscription below ends with this incarnation.
     let alive = Arc::new(());
@@ -505,7 +535,7 @@ async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     // `None` until this incarnation's replay ends (the previous one reset it when it ended),
     // and again once this one ends.
     let _unsettled_after = ResetOnDrop(&shared.settled);
-    let listener = listener_up(&ctx, &shared.names.listener).await?;
+    let listener = listener_up(&ctx, &shared).await?;
     // Not a single write before the loader listens to this very listener.
     let mut subscribed = shared.subscribed.subscribe();
     let id = listener.get_id();
@@ -543,13 +573,9 @@ async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
         },
         ..coldplug::ColdplugConfig::default()
     };
-    coldplug::supervised::run(
-        ctx,
-        shared.names.listener.clone(),
-        config,
-        Some(shared.settled.clone()),
-    )
-    .await
+    // This very listener, not whatever is registered under its name by now.
+    coldplug::supervised::run_with_listener(ctx, listener, config, Some(shared.settled.clone()))
+        .await
 }
 
 /// Sets a watched state back to `None` when dropped (the node's future ends or is dropped).
@@ -574,7 +600,107 @@ fn kernel_module_blacklist(cmdline: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use listener::ListenerStats;
+    use ractor::ActorProcessingErr;
+    use supervisor::{Options, Supervisor};
+
     use super::*;
+
+    /// Answers `Stats` as a listener whose socket is bound does; nothing else.
+    struct FakeListener;
+
+    impl Actor for FakeListener {
+        type Msg = ListenerMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _myself: ActorRef<ListenerMsg>,
+            _args: (),
+        ) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
+
+        async fn handle(
+            &self,
+            _myself: ActorRef<ListenerMsg>,
+            msg: ListenerMsg,
+            _state: &mut (),
+        ) -> Result<(), ActorProcessingErr> {
+            if let ListenerMsg::Stats(reply) = msg {
+                let _ = reply.send(ListenerStats {
+                    counts: Default::default(),
+                    subscribers: Vec::new(),
+                    port: 0,
+                    receive_buffer: 0,
+                });
+            }
+            Ok(())
+        }
+    }
+
+    /// The race behind a restarted coldplug pass that wrote every device and heard no answer:
+    /// the loader died, the group's coldplug node was restarted at once, and found under the
+    /// listener's name the previous listener, cancelled with the group but not stopped yet.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_of_a_cancelled_incarnation_is_not_taken_for_the_current_one() {
+        let options = RunOptions {
+            instance: "-unit-cancelled-listener".into(),
+            ..RunOptions::default()
+        };
+        let (shared, _observer) = shared(Config::default(), options);
+        let name = shared.names.listener.clone();
+        // The previous incarnation: its node is cancelled, its actor still answers.
+        let previous_run = CancelToken::new();
+        shared.listener_run.send_replace(Some(previous_run.clone()));
+        let (previous, previous_stopped) = Actor::spawn(Some(name.clone()), FakeListener, ())
+            .await
+            .expect("spawns");
+        previous_run.cancel();
+
+        let (found_tx, mut found) = mpsc::unbounded_channel();
+        let probe = {
+            let shared = Arc::clone(&shared);
+            Runnable::new(move |ctx: Context| {
+                let (shared, found_tx) = (Arc::clone(&shared), found_tx.clone());
+                async move {
+                    let listener = listener_up(&ctx, &shared).await;
+                    let _ = found_tx.send(listener.map(|l| l.get_id()));
+                    ctx.signal(Signal::Healthy)?;
+                    ctx.signal(Signal::Done)?;
+                    Ok(())
+                }
+            })
+        };
+        let tree = Supervisor::new(probe, Options::new())
+            .await
+            .expect("tree starts");
+        if let Ok(got) = tokio::time::timeout(Duration::from_millis(300), found.recv()).await {
+            panic!(
+                "listener_up returned {got:?} while the only listener registered, {:?}, \
+                 belongs to a cancelled incarnation",
+                previous.get_id()
+            );
+        }
+
+        // The previous actor stops (and gives up its name), the next incarnation starts.
+        previous.stop(None);
+        previous_stopped.await.expect("stops");
+        shared.listener_run.send_replace(Some(CancelToken::new()));
+        let (next, next_stopped) = Actor::spawn(Some(name), FakeListener, ())
+            .await
+            .expect("spawns");
+        let got = tokio::time::timeout(Duration::from_secs(5), found.recv())
+            .await
+            .expect("listener_up returns once the next listener is up")
+            .expect("probe ran");
+        assert_eq!(got, Ok(next.get_id()));
+        tree.shutdown();
+        tree.wait_stopped().await;
+        next.stop(None);
+        next_stopped.await.expect("stops");
+    }
 
     #[test]
     fn devmgrs_restart_overrides_name_its_nodes_relative_to_where_it_runs() {
