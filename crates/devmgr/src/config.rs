@@ -91,7 +91,7 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Run modprobe.d `install` commands as modprobe does (default); `false` refuses them and
     /// leaves such modules unloaded (`install X /bin/true` and `/bin/false` disable `X` either
-    /// way). See `kmod_loader::load::install`.
+    /// way). See `kmod_loader::load::InstallPolicy`.
     pub run_install_commands: bool,
 }
 

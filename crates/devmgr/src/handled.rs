@@ -51,7 +51,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use kmod_loader::load::LoaderMsg;
-use kmod_loader::load::actor::RunningPlan;
+use kmod_loader::load::RunningPlan;
 use listener::{Delivery, ListenerMsg};
 use ractor::{ActorRef, call, call_t};
 use tokio::sync::watch;

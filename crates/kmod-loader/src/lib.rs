@@ -34,12 +34,15 @@
 //! * [`index`] — the module directory: binary indexes with text fallbacks.
 //! * [`fnmatch`] — `fnmatch(3)` with flags 0, byte-wise.
 //! * [`matcher`] — all alias patterns compiled into one trie.
-//! * [`config`] — modprobe.d, `modules.softdep`, the kernel command line.
-//! * [`resolve`] — lookup order and load plans.
-//! * [`reload`] — change detection for reloading.
+//! * [`Config`] — modprobe.d, `modules.softdep`, the kernel command line.
+//! * [`Resolver`] — lookup order ([`Resolver::lookup`]) and load plans ([`Resolver::plan`],
+//!   [`Resolver::module_plans`]), reloading on change ([`Stamp`]).
 //! * [`load`] — running the plans: the syscalls behind [`load::Kernel`], compressed modules,
 //!   module state from sysfs, the [`load::Loader`] (one load in flight per module, a bounded
 //!   pool of workers), and the [`load::LoaderActor`] that turns `add` events into loads.
+//!
+//! With the cargo feature `test-support`, `load::FakeKernel` (a recording kernel for tests
+//! and benchmarks) is available too.
 //!
 //! # Loading
 //!
@@ -102,22 +105,28 @@
 //! Benchmarks (lookups against libkmod, memory, the worker pool) and the commands that
 //! produce them are in `crates/kmod-loader/BENCH.md`.
 
+// Public modules: the index readers and the matcher are used on their own (the `fuzz` crate's
+// `index_reader` target drives them directly; `devmgr trigger` matches with `fnmatch`), and
+// `load` groups the loader. Everything else is private and re-exported below.
 pub mod binindex;
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 mod fasthash;
 pub mod fnmatch;
 pub mod index;
 pub mod load;
 pub mod matcher;
-pub mod normalize;
-pub mod reload;
-pub mod resolve;
+mod normalize;
+mod options;
+mod reload;
+mod resolve;
 mod strs;
 
-pub use config::Config;
+pub use config::{Command, Config, ConfigAlias, DEFAULT_CONFIG_DIRS, Softdep, Weakdep};
 pub use error::{AliasError, IndexError};
 pub use index::ModuleIndex;
 pub use matcher::{AliasMatcher, AliasMatcherBuilder};
-pub use normalize::normalize_alias;
-pub use resolve::{Lookup, ModuleRef, Plan, ResolveError, Resolver, ResolverOptions, Source, Step};
+pub use normalize::{MAX_ALIAS_LEN, module_name_from_path, normalize_alias, underscores};
+pub use options::ResolverOptions;
+pub use reload::Stamp;
+pub use resolve::{Lookup, ModuleRef, Plan, ResolveError, Resolver, Source, Step};

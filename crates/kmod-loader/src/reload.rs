@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crate::config::config_files;
-use crate::resolve::ResolverOptions;
+use crate::options::ResolverOptions;
 
 /// Index files whose change triggers a reload.
 const INDEX_FILES: [&str; 9] = [

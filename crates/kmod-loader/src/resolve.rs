@@ -2,15 +2,16 @@
 //! docs/kmod-loader.md#load-plans).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, DEFAULT_CONFIG_DIRS};
+use crate::config::Config;
 use crate::error::{AliasError, IndexError};
 use crate::fnmatch::fnmatch;
 use crate::index::ModuleIndex;
 use crate::normalize::normalize_alias;
+use crate::options::ResolverOptions;
 use crate::reload::Stamp;
 
 /// Softdep chains deeper than this are cut (with a warning); real ones are 1–2 deep.
@@ -96,7 +97,7 @@ pub enum Step {
         module: String,
     },
     /// Run this modprobe.d `install` command instead of loading the module (the loader's
-    /// rules for them: [`crate::load::install`]).
+    /// rules for them: `docs/kmod-loader.md#install-commands`, [`crate::load::InstallPolicy`]).
     Install {
         /// Module name.
         module: String,
@@ -167,29 +168,6 @@ impl Plan {
             .iter()
             .filter_map(Step::show_depends_line)
             .collect()
-    }
-}
-
-/// Where to read the index and configuration from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolverOptions {
-    /// The module directory, e.g. `/lib/modules/6.12.100+deb12-amd64`.
-    pub module_dir: PathBuf,
-    /// modprobe.d directories (or files), highest precedence first.
-    pub config_dirs: Vec<PathBuf>,
-    /// The kernel command line file (`/proc/cmdline`), or `None` to ignore it.
-    pub cmdline: Option<PathBuf>,
-}
-
-impl Default for ResolverOptions {
-    /// `/lib/modules/$(uname -r)`, libkmod's configuration directories and `/proc/cmdline`.
-    fn default() -> Self {
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        ResolverOptions {
-            module_dir: Path::new("/lib/modules").join(release.trim()),
-            config_dirs: DEFAULT_CONFIG_DIRS.iter().map(PathBuf::from).collect(),
-            cmdline: Some(PathBuf::from("/proc/cmdline")),
-        }
     }
 }
 
@@ -277,8 +255,8 @@ impl Resolver {
         &self.options
     }
 
-    /// Whether an index file, a configuration file or directory, or the command line changed
-    /// since loading (reloaded on change, not on a timer: `docs/kmod-loader.md#reloading-on-change`).
+    /// Whether an index file, a configuration file or directory changed since loading (the
+    /// command line is not watched: it does not change during a boot) (reloaded on change, not on a timer: `docs/kmod-loader.md#reloading-on-change`).
     pub fn is_stale(&self) -> bool {
         Stamp::take(&self.options) != self.stamp
     }

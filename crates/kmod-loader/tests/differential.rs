@@ -34,9 +34,9 @@ fn sentinel(resolver: &Resolver, dir: &Path) -> String {
     let mut all = Vec::new();
     for line in dep.lines() {
         let (m, deps) = line.split_once(':').expect("dep line");
-        all.push(kmod_loader::normalize::module_name_from_path(m));
+        all.push(kmod_loader::module_name_from_path(m));
         for d in deps.split_whitespace() {
-            depended.insert(kmod_loader::normalize::module_name_from_path(d));
+            depended.insert(kmod_loader::module_name_from_path(d));
         }
     }
     let patterns = resolver.index().alias_patterns().expect("alias patterns");

@@ -4,8 +4,8 @@
 mod common;
 
 use common::{Fixture, FixtureModule, encode_index};
+use kmod_loader::Config;
 use kmod_loader::binindex::BinIndex;
-use kmod_loader::config::Config;
 use kmod_loader::index::Form;
 use kmod_loader::{IndexError, ModuleIndex, ResolveError, Resolver};
 

@@ -12,15 +12,17 @@ use uevent::{Action, Uevent};
 
 use super::insert::Outcome;
 use super::scheduler::{LoadStats, Loader, ModulePlan, NoDeviceCache};
+use crate::error::IndexError;
+use crate::resolve::ResolveError;
 
 /// Turns a `MODALIAS` into load plans (one per module the alias resolves to).
 pub trait PlanSource: Send + Sync + 'static {
     /// The plans for `modalias`; empty when nothing matches or everything is builtin.
-    fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String>;
+    fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, ResolveError>;
 
     /// Reloads the index and configuration if they changed on disk; returns whether it
     /// did. Called before each batch of events. The default never reloads.
-    fn reload_if_changed(&mut self) -> Result<bool, String> {
+    fn reload_if_changed(&mut self) -> Result<bool, IndexError> {
         Ok(false)
     }
 }
@@ -405,14 +407,14 @@ mod tests {
     use ractor::call;
 
     use super::*;
-    use crate::load::kernel::FakeKernel;
+    use crate::load::fake::FakeKernel;
     use crate::load::scheduler::{LoadAction, LoadStep};
     use crate::load::state::SysModule;
 
     struct MapResolver(HashMap<String, Vec<ModulePlan>>);
 
     impl PlanSource for MapResolver {
-        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String> {
+        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, ResolveError> {
             Ok(self.0.get(modalias).cloned().unwrap_or_default())
         }
     }
@@ -601,11 +603,11 @@ mod tests {
     );
 
     impl PlanSource for Reloading {
-        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String> {
+        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, ResolveError> {
             Ok(self.0.get(modalias).cloned().unwrap_or_default())
         }
 
-        fn reload_if_changed(&mut self) -> Result<bool, String> {
+        fn reload_if_changed(&mut self) -> Result<bool, IndexError> {
             Ok(self.1.swap(false, std::sync::atomic::Ordering::SeqCst))
         }
     }

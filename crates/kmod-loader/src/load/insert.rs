@@ -161,7 +161,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::load::kernel::FakeKernel;
+    use crate::load::fake::FakeKernel;
 
     fn gz(name: &str) -> Vec<u8> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -1,22 +1,29 @@
-//! Loading modules (issue #7): the syscalls behind a [`Kernel`] trait, compressed modules, the
-//! kernel's module state, and a loader that runs load plans with one load in flight per module
-//! and independent modules in parallel.
+//! Loading modules: the syscalls behind a [`Kernel`] trait, compressed modules, the kernel's
+//! module state, and a loader that runs load plans with one load in flight per module and
+//! independent modules in parallel.
 
-pub mod actor;
-pub mod compression;
-pub mod insert;
-pub mod install;
-pub mod kernel;
+mod actor;
+mod compression;
+#[cfg(any(test, feature = "test-support"))]
+mod fake;
+mod insert;
+mod install;
+mod kernel;
 mod plans;
 pub mod rules;
-pub mod scheduler;
-pub mod state;
+mod scheduler;
+mod state;
 
-pub use actor::{LoaderActor, LoaderArgs, LoaderMsg, LoaderStats, PlanSource, looks_up};
-pub use compression::Compression;
+pub use actor::{
+    LoaderActor, LoaderArgs, LoaderMsg, LoaderState, LoaderStats, MAX_PLANS_IN_FLIGHT, PlanSource,
+    RunningPlan, looks_up,
+};
+pub use compression::{Compression, MAX_MODULE_SIZE};
+#[cfg(any(test, feature = "test-support"))]
+pub use fake::FakeKernel;
 pub use insert::{Outcome, insert};
-pub use install::InstallPolicy;
-pub use kernel::{FakeKernel, Kernel, LinuxKernel};
+pub use install::{DEFAULT_INSTALL_TIMEOUT, InstallPolicy};
+pub use kernel::{Kernel, LinuxKernel, MODULE_INIT_COMPRESSED_FILE};
 pub use scheduler::{
     LoadAction, LoadStats, LoadStep, Loader, ModulePlan, NoDeviceCache, SLOW_LOAD, default_workers,
 };

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use super::actor::PlanSource;
 use super::scheduler::{LoadAction, LoadStep, ModulePlan};
+use crate::error::IndexError;
 use crate::resolve::{ResolveError, Resolver, Step};
 
 impl Resolver {
@@ -92,11 +93,11 @@ impl Resolver {
 }
 
 impl PlanSource for Resolver {
-    fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, String> {
-        self.module_plans(modalias).map_err(|err| err.to_string())
+    fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, ResolveError> {
+        self.module_plans(modalias)
     }
 
-    fn reload_if_changed(&mut self) -> Result<bool, String> {
-        Resolver::reload_if_changed(self).map_err(|err| err.to_string())
+    fn reload_if_changed(&mut self) -> Result<bool, IndexError> {
+        Resolver::reload_if_changed(self)
     }
 }

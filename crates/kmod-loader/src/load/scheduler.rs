@@ -23,7 +23,7 @@ pub enum LoadAction {
     Insert(PathBuf),
     /// Built into the kernel: nothing to do.
     Builtin,
-    /// Run this modprobe.d `install` command instead (see [`super::install`]).
+    /// Run this modprobe.d `install` command instead (`docs/kmod-loader.md#install-commands`).
     Install(String),
 }
 
@@ -462,7 +462,7 @@ mod tests {
     use nix::errno::Errno;
 
     use super::*;
-    use crate::load::kernel::FakeKernel;
+    use crate::load::fake::FakeKernel;
 
     /// A module directory of fake module files (each holds its name).
     struct Modules {

@@ -139,7 +139,7 @@ impl Fixture {
     ) -> Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path();
-        let name = |p: &str| kmod_loader::normalize::module_name_from_path(p);
+        let name = |p: &str| kmod_loader::module_name_from_path(p);
         let mut dep_text = String::new();
         let mut dep_entries = Vec::new();
         let lines: Vec<(String, String)> = modules
