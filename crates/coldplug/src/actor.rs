@@ -80,7 +80,7 @@ pub struct ColdplugArgs {
     /// Settings.
     pub config: ColdplugConfig,
     /// The listener to subscribe to (it must be running: its socket is bound before any
-    /// write, rule R15).
+    /// write).
     pub listener: ActorRef<ListenerMsg>,
     /// Called when the coldplug pass ends.
     pub on_settled: Option<OnSettled>,

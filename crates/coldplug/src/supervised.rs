@@ -10,12 +10,13 @@ use crate::pass::PassReport;
 /// A runnable that replays every device, for a node such as `root.devmgr.coldplug`.
 ///
 /// It needs the listener registered in ractor's registry as `listener_name` (a listener node
-/// started with `actor_runnable(Some(name), ..)`); without it, it fails, and the supervisor
-/// retries with backoff, so coldplug never writes before a socket listens (R15). It signals
-/// Healthy once the coldplug actor has subscribed, and Done once the replay has settled (or
-/// given up); it then stays, replaying the devices module loading depends on (see
-/// [`ColdplugConfig::resync_also`]) on every listener `Resync`, until its context is cancelled. If the actor dies, the node dies (and is restarted, which
-/// replays everything again).
+/// started with `actor_runnable(Some(name), ..)`); without it, it fails, and the supervisor retries
+/// with backoff, so coldplug never writes before a socket listens (see
+/// `docs/uevents.md#starting-after-the-listener`). It signals Healthy once the coldplug actor has
+/// subscribed, and Done once the replay has settled (or given up); it then stays, replaying the
+/// devices module loading depends on (see [`ColdplugConfig::resync_also`]) on every listener
+/// `Resync`, until its context is cancelled. If the actor dies, the node dies (and is restarted,
+/// which replays everything again).
 pub fn runnable(listener_name: impl Into<String>, config: ColdplugConfig) -> Runnable {
     let listener_name = listener_name.into();
     Runnable::new(move |ctx: Context| run(ctx, listener_name.clone(), config.clone(), None))

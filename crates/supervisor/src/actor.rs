@@ -14,7 +14,7 @@
 //! runnable, propagated under [`Options::propagate_panic`](crate::Options::propagate_panic)
 //! and by the [`TestHarness`](crate::TestHarness) like any other.
 //!
-//! The node never exits while its actor still runs (GC6): a kill only takes effect at the
+//! The node never exits while its actor still runs: a kill only takes effect at the
 //! actor's next await point, so an actor blocking its thread in a handler keeps its node live,
 //! with a warning every stop timeout, until it returns.
 
@@ -169,7 +169,7 @@ where
                 Err(Canceled.into())
             }
             ev = events.recv() => match ev {
-                // S5: signalled Done, then stopped (not failed): like a runnable returning Ok.
+                // Signalled Done, then stopped (not failed): like a runnable returning Ok.
                 Some(ActorExit::Terminated(_)) if ctx.signaled_done() => Ok(()),
                 Some(exit) => Err(exit.into()),
                 None => {
@@ -180,7 +180,7 @@ where
             },
         },
     };
-    // GC6: never let the node exit (and a new incarnation start) while the actor runs.
+    // Never let the node exit (and a new incarnation start) while the actor runs.
     while child.wait(Some(stop_timeout)).await.is_err() {
         child.kill();
         ctx.logger().warning(format!(

@@ -186,7 +186,7 @@ impl Context {
     /// The returned handle reports such a panic as a [`JoinError`](tokio::task::JoinError)
     /// whose payload only says that the panic was forwarded to the supervisor.
     ///
-    /// As in Go (C6), the task is not otherwise tied to the run: it is not aborted when the
+    /// As in Go, the task is not otherwise tied to the run: it is not aborted when the
     /// runnable returns, and its result does not decide the node's state. Make it watch
     /// [`Context::cancelled`] or a [`Context::child_token`] to end with its runnable. Tasks
     /// started with a plain `tokio::spawn` are not supervised at all: their panics only reach
@@ -228,10 +228,11 @@ impl Context {
         self.run_group([(name.into(), runnable.into())])
     }
 
-    /// Starts a group of children (`RunGroup`, T4–T6, R1–R3). All names are checked before
-    /// anything is created. Returns once the children exist (state New); they are started
-    /// asynchronously. Fails with [`Error::NotNew`] once this node signalled Healthy, and with
-    /// [`Error::StaleContext`] once this incarnation has exited.
+    /// Starts a group of children (`RunGroup`, see
+    /// `docs/supervisor.md#starting-children-and-groups`). All names are checked before anything is
+    /// created. Returns once the children exist (state New); they are started asynchronously. Fails
+    /// with [`Error::NotNew`] once this node signalled Healthy, and with [`Error::StaleContext`]
+    /// once this incarnation has exited.
     ///
     /// The items are `(name, runnable)` pairs; the runnable may be a [`Runnable`] or anything
     /// that converts into one, such as an async closure (all items of one call share one type).
@@ -249,7 +250,7 @@ impl Context {
             let mut tree = self.shared.lock();
             let created = tree.run_group(self.id, self.incarnation, &self.dn, group)?;
             if tree.shut_down {
-                // K4/K6: after shutdown, children are created but never run; they end up Dead.
+                // After shutdown, children are created but never run; they end up Dead.
                 let log = self.shared.supervisor_log();
                 for c in &created {
                     if let Some(n) = tree.node_mut(c.id) {
@@ -274,7 +275,8 @@ impl Context {
         Ok(())
     }
 
-    /// Reports a lifecycle milestone (G1–G5). Synchronous: the tree has changed on return.
+    /// Reports a lifecycle milestone (see `docs/supervisor.md#signals-healthy-and-done`).
+    /// Synchronous: the tree has changed on return.
     ///
     /// Returns [`Error::StaleContext`] once this incarnation has exited (whether or not the node
     /// was restarted since). A helper task that keeps a clone of the context and outlives the
@@ -306,12 +308,12 @@ impl Context {
         Ok(())
     }
 
-    /// The leveled logger at this node's DN (L2).
+    /// The leveled logger at this node's DN.
     pub fn logger(&self) -> Logger {
         self.shared.logger(&self.dn)
     }
 
-    /// A logger at `<dn>.<name>`, reserving `name` so no child can take it (T7). Asking again
+    /// A logger at `<dn>.<name>`, reserving `name` so no child can take it. Asking again
     /// for the same name is fine. Fails with [`Error::StaleContext`] once this incarnation has
     /// exited.
     pub fn sub_logger(&self, name: &str) -> Result<Logger, Error> {

@@ -1,7 +1,7 @@
-//! The processor: a ractor actor that owns the event loop of the tree (P1). It starts runnables,
-//! classifies their exits (S5–S8), propagates deaths (F1–F3), runs the restart pass after every
-//! event (GC7), waits out backoff (B6), releases settle waiters (P3) and liquidates the tree after
-//! shutdown (K1–K4).
+//! The processor: a ractor actor that owns the event loop of the tree. It starts runnables,
+//! classifies their exits, propagates deaths, runs the restart pass after every event, waits out
+//! backoff, releases settle waiters and liquidates the tree after shutdown (see
+//! `docs/supervisor.md#the-processor-and-settling`).
 //!
 //! It runs on a thread of its own, with a current-thread runtime that also runs the backoff
 //! timers and the blocked-poll check, so that runnables blocking the worker threads of the
@@ -25,7 +25,7 @@ use crate::state::NodeState;
 use crate::tree::{NodeId, Restart};
 use crate::watch::Watched;
 
-/// How long the tree must be quiet before settle waiters are released (P3: more than 50 ticks of
+/// How long the tree must be quiet before settle waiters are released (Go: more than 50 ticks of
 /// 1 ms).
 const SETTLE_QUIET: Duration = Duration::from_millis(51);
 
@@ -115,15 +115,15 @@ pub(crate) fn watch_runtime(shared: &Arc<Shared>) {
 pub(crate) enum Outcome {
     /// The runnable returned.
     Returned(RunResult),
-    /// The runnable panicked (caught, PP1).
+    /// The runnable panicked (caught).
     Panicked(String),
-    /// The node's context was cancelled while it waited out its backoff (S8).
+    /// The node's context was cancelled while it waited out its backoff.
     BackoffCanceled,
 }
 
 /// Requests handled by the processor, one at a time.
 pub(crate) enum ProcessorMsg {
-    /// Start the runnable of a node (R4).
+    /// Start the runnable of a node.
     Schedule { id: NodeId, incarnation: u64 },
     /// A node's run ended (or its backoff wait was cancelled).
     Died {
@@ -138,7 +138,7 @@ pub(crate) enum ProcessorMsg {
     /// A node signalled Healthy: the restart policy's DNs below it may have become unmatched.
     /// Not activity for the settle detector (nothing was started and nothing exited).
     PolicyCheck,
-    /// Shut the tree down (K1).
+    /// Shut the tree down.
     Shutdown,
     /// The runtime that runs the runnables has shut down: stop.
     RuntimeGone,
@@ -217,8 +217,8 @@ impl Actor for Processor {
                     st.liquidate(&me, id, incarnation, false);
                 } else {
                     st.last_activity = Instant::now();
-                    // Starting a runnable changes no state the restart pass looks at, so the
-                    // pass only runs after exits (GC7 latitude).
+                    // Starting a runnable changes no state the restart pass looks at, so the pass
+                    // only runs after exits (the results are the same as Go's pass on every tick).
                     st.schedule(&me, id, incarnation);
                     st.tree_changed(&me);
                 }
@@ -266,7 +266,7 @@ impl Actor for Processor {
 }
 
 impl ProcessorState {
-    /// R4/S2: start the runnable of a New node with its current context (even if cancelled).
+    /// Starts the runnable of a New node with its current context (even if cancelled).
     fn schedule(&mut self, me: &ActorRef<ProcessorMsg>, id: NodeId, incarnation: u64) {
         let mut tree = self.shared.lock();
         let dn = tree.dn(id);
@@ -320,8 +320,8 @@ impl ProcessorState {
                 Err(payload) => {
                     let msg = panic_message(&payload);
                     if shared.propagate_panic {
-                        // PP2: the Go process would crash. Keep the payload for the owner to
-                        // re-raise, and take the whole tree down.
+                        // Propagated panic: the Go process would crash. Keep the payload for the
+                        // owner to re-raise, and take the whole tree down.
                         shared.store_panic(payload);
                         let _ = processor.send_message(ProcessorMsg::Shutdown);
                     }
@@ -352,7 +352,8 @@ impl ProcessorState {
             .spawn(Watched::new(task, slot).instrument(span));
     }
 
-    /// S5–S8 and F1–F3.
+    /// Classifies an exit and propagates a death (see
+    /// `docs/supervisor.md#how-an-exit-is-classified`, `docs/supervisor.md#what-a-death-affects`).
     fn died(&mut self, id: NodeId, incarnation: u64, outcome: Outcome) {
         let mut tree = self.shared.lock();
         let dn = tree.dn(id);
@@ -397,7 +398,7 @@ impl ProcessorState {
         }
     }
 
-    /// GC: restart what can be restarted and start the backoff waits (B6).
+    /// The restart pass: restart what can be restarted and start the cancellable backoff waits.
     fn restart_pass(&mut self, me: &ActorRef<ProcessorMsg>) {
         let (restarts, warnings) = self.shared.lock().restart_pass();
         let log = self.shared.supervisor_log();
@@ -419,7 +420,8 @@ impl ProcessorState {
             let processor = me.clone();
             let shared = self.shared.clone();
             if delay.is_zero() {
-                // Resolve the B6 race right away instead of waiting for a timer tick.
+                // Resolve the race between delay and cancellation right away instead of waiting for
+                // a timer tick.
                 let msg = if token.is_cancelled() {
                     ProcessorMsg::Died {
                         id,
@@ -450,7 +452,7 @@ impl ProcessorState {
         }
     }
 
-    /// P3: release waiters once nothing happened for [`SETTLE_QUIET`]. Besides Go's events
+    /// Releases waiters once nothing happened for [`SETTLE_QUIET`]. Besides Go's events
     /// (starts and exits handled here), the first poll of a started runnable counts as activity,
     /// and the tree is not settled while a started runnable waits for its first poll (Go's
     /// goroutines start at once; a tokio task may wait for a busy worker thread).
@@ -528,7 +530,8 @@ impl ProcessorState {
         self.check_liquidated(me);
     }
 
-    /// K1–K3: cancel every reachable node, then liquidate.
+    /// Cancels every reachable node, then liquidates (see
+    /// `docs/supervisor.md#shutdown-and-the-liquidator`).
     fn shutdown(&mut self, me: &ActorRef<ProcessorMsg>) {
         let log = self.shared.supervisor_log();
         log.info("supervisor processor exiting: shutdown requested");
@@ -551,7 +554,7 @@ impl ProcessorState {
         self.check_liquidated(me);
     }
 
-    /// K4: mark the node Dead (no metrics, no FATAL, no propagation).
+    /// Marks the node Dead (no metrics, no FATAL, no propagation).
     fn liquidate(
         &mut self,
         me: &ActorRef<ProcessorMsg>,

@@ -21,7 +21,7 @@ use crate::watch::DEFAULT_BLOCKED_POLL_WARNING;
 
 type RngFactory = Arc<dyn Fn() -> Box<dyn RandomSource> + Send + Sync>;
 
-/// Options of a supervisor (O1–O3, plus the restart policy, which Go hard-codes).
+/// Options of a supervisor (Go's three options, plus the restart policy, which Go hard-codes).
 #[derive(Clone)]
 pub struct Options {
     propagate_panic: bool,
@@ -76,8 +76,8 @@ impl Options {
         self
     }
 
-    /// Do not swallow runnable panics (PP2): the first panic shuts the whole tree down and is
-    /// kept for the owner (Go crashes the process instead).
+    /// Do not swallow runnable panics (see `docs/supervisor.md#panics`): the first panic shuts the
+    /// whole tree down and is kept for the owner (Go crashes the process instead).
     ///
     /// Nothing re-raises it by itself: the owner must collect it with
     /// [`Supervisor::take_propagated_panic`] (polling) or await
@@ -91,7 +91,7 @@ impl Options {
         self
     }
 
-    /// Adds a metrics sink (O3; several sinks all receive every notification, in order).
+    /// Adds a metrics sink (several sinks all receive every notification, in order).
     pub fn metrics(mut self, sink: Arc<dyn Metrics>) -> Self {
         self.metrics.push(sink);
         self
@@ -104,7 +104,7 @@ impl Options {
         self
     }
 
-    /// Also records every log line in `recorder` (O2's analog of an existing logtree).
+    /// Also records every log line in `recorder` (the analog of Go's existing-logtree option).
     pub fn log_recorder(mut self, recorder: LogRecorder) -> Self {
         self.recorder = Some(recorder);
         self
@@ -141,7 +141,7 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// Creates the tree, starts the processor actor, and schedules `root` at DN `root` (T1, P2).
+    /// Creates the tree, starts the processor actor, and schedules `root` at DN `root`.
     ///
     /// Runnables run on the tokio runtime this is called on (which must be running when the
     /// supervisor is created; an error otherwise). The processor runs on a thread of its own, so
@@ -188,8 +188,9 @@ impl Supervisor {
         Ok(Self { shared, processor })
     }
 
-    /// Shuts the tree down (K1–K4): every context is cancelled and nothing is restarted or
-    /// started any more. Runnables that are still running keep running until they return.
+    /// Shuts the tree down (see `docs/supervisor.md#shutdown-and-the-liquidator`): every context is
+    /// cancelled and nothing is restarted or started any more. Runnables that are still running
+    /// keep running until they return.
     pub fn shutdown(&self) {
         if self.processor.send_message(ProcessorMsg::Shutdown).is_err() {
             // The processor is gone (normally only after a complete shutdown): cancel whatever
@@ -198,7 +199,7 @@ impl Supervisor {
         }
     }
 
-    /// Sorted DNs of every node in New or Healthy (K5).
+    /// Sorted DNs of every node in New or Healthy.
     pub fn live_runnables(&self) -> Vec<String> {
         self.shared.lock().live_runnables()
     }
@@ -208,7 +209,7 @@ impl Supervisor {
     /// This is the tree's state, not the last state reported to the metrics sinks: a node is
     /// reset to New as soon as it is picked for a restart, so a Dead node that waits out its
     /// backoff reads New here (metrics still read Dead until it starts again). After shutdown,
-    /// nodes end Dead here without a metrics report (M2).
+    /// nodes end Dead here without a metrics report.
     pub fn node_state(&self, dn: &str) -> Option<NodeState> {
         let tree = self.shared.lock();
         tree.find(dn).and_then(|id| tree.node(id)).map(|n| n.state)
@@ -268,8 +269,9 @@ impl Supervisor {
             .collect()
     }
 
-    /// Waits until no runnable was started or exited for about 51 ms (P3). Fails with
-    /// [`Error::ShutDown`] after shutdown.
+    /// Waits until no runnable was started or exited for about 51 ms (see
+    /// `docs/supervisor.md#the-processor-and-settling`). Fails with [`Error::ShutDown`] after
+    /// shutdown.
     pub async fn wait_settled(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         self.processor
@@ -278,7 +280,7 @@ impl Supervisor {
         rx.await.map_err(|_| Error::ShutDown)
     }
 
-    /// Waits until no runnable is live, polling every 10 ms (H4). Call after
+    /// Waits until no runnable is live, polling every 10 ms. Call after
     /// [`Supervisor::shutdown`]; a runnable that ignores cancellation makes this wait forever.
     pub async fn wait_stopped(&self) {
         while !self.live_runnables().is_empty() {

@@ -1,5 +1,5 @@
 //! The supervision tree: nodes, groups, names, DNs, and the pure parts of the restart pass.
-//! Always used under the supervisor's lock (P4).
+//! Always used under the supervisor's lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -14,7 +14,7 @@ use crate::token::CancelToken;
 /// Identity of a node object (stable across its restarts, never reused).
 pub(crate) type NodeId = u64;
 
-/// One node of the tree (section 0).
+/// One node of the tree (see `docs/supervisor.md#vocabulary`).
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) name: String,
@@ -30,11 +30,12 @@ pub(crate) struct Node {
     pub(crate) running: bool,
     pub(crate) backoff: Backoff,
     pub(crate) token: CancelToken,
-    /// Bumped on every reset; contexts and processor messages carry it (C5 deviation).
+    /// Bumped on every reset; contexts and processor messages carry it (so stale contexts are
+    /// refused, unlike Go).
     pub(crate) incarnation: u64,
 }
 
-/// A node chosen by the restart pass (GC5).
+/// A node chosen by the restart pass.
 #[derive(Debug)]
 pub(crate) struct Restart {
     pub(crate) id: NodeId,
@@ -81,7 +82,7 @@ impl Tree {
                 signaled_done: false,
                 running: false,
                 backoff,
-                // C1: the root's context is not derived from anything.
+                // The root's context is not derived from anything.
                 token: CancelToken::new(),
                 incarnation: 0,
             },
@@ -113,7 +114,7 @@ impl Tree {
     }
 
     /// The node for `(id, incarnation)` if that incarnation is current and has not exited: the
-    /// view of a context's API calls (C5 deviation). Once the exit of a run was handled, its
+    /// view of a context's API calls (unlike Go). Once the exit of a run was handled, its
     /// context is stale even before the node is reset, so misuse from a leftover helper task
     /// gets the same answer whatever the timing.
     fn running_incarnation(&self, id: NodeId, incarnation: u64) -> Option<&Node> {
@@ -127,7 +128,7 @@ impl Tree {
             .filter(|n| n.incarnation == incarnation && !n.state.is_exited())
     }
 
-    /// The DN of a node, computed from the parent chain (T2).
+    /// The DN of a node, computed from the parent chain.
     pub(crate) fn dn(&self, id: NodeId) -> String {
         let mut parts = Vec::new();
         let mut cur = self.nodes.get(&id);
@@ -159,7 +160,8 @@ impl Tree {
         }
     }
 
-    /// `RunGroup` (T4–T6, R2): checks everything first, then creates all children in New.
+    /// `RunGroup` (see `docs/supervisor.md#starting-children-and-groups`): checks everything first,
+    /// then creates all children in New.
     pub(crate) fn run_group(
         &mut self,
         id: NodeId,
@@ -226,8 +228,8 @@ impl Tree {
         Ok(created)
     }
 
-    /// `Signal` (G1, G2, S3, S4, B4). The outer error is a stale context; the inner one a misuse
-    /// that the caller turns into a panic after releasing the lock.
+    /// `Signal` (see `docs/supervisor.md#signals-healthy-and-done`). The outer error is a stale
+    /// context; the inner one a misuse that the caller turns into a panic after releasing the lock.
     pub(crate) fn signal(
         &mut self,
         id: NodeId,
@@ -264,7 +266,7 @@ impl Tree {
         })
     }
 
-    /// Reserves a sub-logger name (T7).
+    /// Reserves a sub-logger name.
     pub(crate) fn reserve_sub_logger(
         &mut self,
         id: NodeId,
@@ -284,7 +286,7 @@ impl Tree {
         Ok(())
     }
 
-    /// The group siblings of a node (F3), excluding the node itself.
+    /// The group siblings of a node, excluding the node itself.
     pub(crate) fn group_siblings(&self, id: NodeId) -> Vec<NodeId> {
         let Some(node) = self.nodes.get(&id) else {
             return Vec::new();
@@ -318,7 +320,7 @@ impl Tree {
         out
     }
 
-    /// Sorted DNs of every reachable node in New or Healthy (K5).
+    /// Sorted DNs of every reachable node in New or Healthy.
     pub(crate) fn live_runnables(&self) -> Vec<String> {
         let mut dns: Vec<String> = self
             .reachable()
@@ -337,7 +339,7 @@ impl Tree {
             .any(|id| self.nodes.get(&id).is_some_and(|n| n.state.is_live()))
     }
 
-    /// GC2: whether each node's whole subtree has exited. Also returns the warnings for Dead
+    /// Whether each node's whole subtree has exited. Also returns the warnings for Dead
     /// nodes that have a non-ready child (first non-ready child only).
     fn readiness(&self) -> (HashMap<NodeId, bool>, Vec<String>) {
         let mut ready = HashMap::new();
@@ -363,8 +365,9 @@ impl Tree {
         (ready, warnings)
     }
 
-    /// The restart pass (GC1–GC5): picks the highest restartable node of each branch, resets it
-    /// and returns what to schedule, plus the GC2 warnings.
+    /// The restart pass (see `docs/supervisor.md#the-restart-pass`): picks the highest restartable
+    /// node of each branch, resets it and returns what to schedule, plus the "not restarting"
+    /// warnings.
     pub(crate) fn restart_pass(&mut self) -> (Vec<Restart>, Vec<String>) {
         let (ready, warnings) = self.readiness();
         let mut picked = Vec::new();
@@ -405,7 +408,7 @@ impl Tree {
         (restarts, warnings)
     }
 
-    /// S9: resets a node in place (same object and backoff), dropping its descendants.
+    /// Resets a node in place (same object and backoff), dropping its descendants.
     fn reset(&mut self, id: NodeId) {
         let parent_token = self
             .nodes
