@@ -498,6 +498,34 @@ fn validated(bin: BinIndex) -> Result<BinIndex, IndexError> {
     Ok(bin)
 }
 
+/// The errors of an index's binary form and of its text form (boxed: two errors are large).
+type BothFailed = Box<(IndexError, IndexError)>;
+
+/// One index read in its binary form or else its text form: `binary` is the outcome of reading
+/// the binary file (the caller keeps what it read); when that failed, `text` reads the text
+/// file at `text_path`, with a warning if the binary file exists but is invalid (a missing one
+/// is normal for some indexes). Gives the form read and, for the text form, what `text`
+/// returned; when both fail, both errors.
+fn binary_or_text<T>(
+    binary: Result<(), IndexError>,
+    text_path: &Path,
+    what: &str,
+    text: impl FnOnce(&Path) -> Result<T, IndexError>,
+) -> Result<(Form, Option<T>), BothFailed> {
+    let Err(bin_err) = binary else {
+        return Ok((Form::Binary, None));
+    };
+    match text(text_path) {
+        Ok(value) => {
+            if !not_found(&bin_err) {
+                warn!(error = %bin_err, fallback = %text_path.display(), "invalid binary {what}, using the text file");
+            }
+            Ok((Form::Text, Some(value)))
+        }
+        Err(text_err) => Err(Box::new((bin_err, text_err))),
+    }
+}
+
 fn not_found(e: &IndexError) -> bool {
     matches!(e, IndexError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
@@ -754,28 +782,18 @@ impl ModuleIndex {
         } else {
             Self::alias_set_from_bin(&bin, names).map(|set| self.aliases = set)
         };
-        let bin_err = match from_bin {
-            Ok(()) => {
-                self.forms.alias = Form::Binary;
-                return Ok(());
-            }
-            Err(e) => e,
-        };
         let text = self.dir.join("modules.alias");
-        if !not_found(&bin_err) {
-            warn!(error = %bin_err, fallback = %text.display(), "invalid binary alias index, using the text file");
-        }
-        match Self::alias_set_from_text(&text, names) {
-            Ok(set) => {
-                self.aliases = set;
-                self.forms.alias = Form::Text;
+        match binary_or_text(from_bin, &text, "alias index", |text| {
+            Self::alias_set_from_text(text, names)
+        }) {
+            Ok((form, set)) => {
+                self.forms.alias = form;
+                if let Some(set) = set {
+                    self.aliases = set;
+                }
                 Ok(())
             }
-            Err(text_err) => Err(IndexError::Missing {
-                dir: self.dir.clone(),
-                name: "modules.alias",
-                reason: format!("{bin_err}; {text_err}"),
-            }),
+            Err(errors) => Err(self.missing("modules.alias", *errors)),
         }
     }
 
@@ -795,112 +813,97 @@ impl ModuleIndex {
 
     fn load_deps(&mut self, in_place: bool) -> Result<(), IndexError> {
         let bin_path = self.dir.join("modules.dep.bin");
-        if in_place {
-            match checked_in_place(&bin_path, false) {
-                Ok((file, _)) => {
-                    self.files.deps = Some(file);
-                    self.forms.dep = Form::Binary;
-                    return Ok(());
-                }
-                Err(e) => return self.load_deps_text(e),
-            }
-        }
-        let from_bin = BinFile::open(&bin_path).and_then(|mut bin| {
-            let mut t = DepTableBuilder::new(bin_path.clone());
-            bin.for_each(|key, _, line| {
-                // A name that is not UTF-8 can never be looked up.
-                if let Ok(name) = std::str::from_utf8(key) {
-                    t.add(name, line);
+        let from_bin = if in_place {
+            checked_in_place(&bin_path, false).map(|(file, _)| self.files.deps = Some(file))
+        } else {
+            BinFile::open(&bin_path)
+                .and_then(|mut bin| {
+                    let mut t = DepTableBuilder::new(bin_path.clone());
+                    bin.for_each(|key, _, line| {
+                        // A name that is not UTF-8 can never be looked up.
+                        if let Ok(name) = std::str::from_utf8(key) {
+                            t.add(name, line);
+                        }
+                        Ok(())
+                    })?;
+                    Ok(t.finish())
+                })
+                .map(|table| self.deps = table)
+        };
+        let text = self.dir.join("modules.dep");
+        match binary_or_text(from_bin, &text, "dependency index", Self::deps_from_text) {
+            Ok((form, table)) => {
+                self.forms.dep = form;
+                if let Some(table) = table {
+                    self.deps = table;
                 }
                 Ok(())
-            })?;
-            Ok(t.finish())
-        });
-        match from_bin {
-            Ok(table) => {
-                self.deps = table;
-                self.forms.dep = Form::Binary;
-                Ok(())
             }
-            Err(e) => self.load_deps_text(e),
+            Err(errors) => Err(self.missing("modules.dep", *errors)),
         }
     }
 
-    /// `modules.dep`, after `modules.dep.bin` failed with `bin_err`.
-    fn load_deps_text(&mut self, bin_err: IndexError) -> Result<(), IndexError> {
-        let text = self.dir.join("modules.dep");
-        if !not_found(&bin_err) {
-            warn!(error = %bin_err, fallback = %text.display(), "invalid binary dependency index, using the text file");
+    /// The text form of `modules.dep`.
+    fn deps_from_text(text: &Path) -> Result<DepTable, IndexError> {
+        let data = read_limited(text, MAX_FILE_LEN)?;
+        let s = utf8(text, "file", &data, 0)?;
+        let mut lines = Vec::new();
+        for (n, line) in s.lines().enumerate() {
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((path, _)) = line.split_once(':') else {
+                return Err(IndexError::BadLine {
+                    path: text.to_owned(),
+                    line: n + 1,
+                    reason: "expected `PATH: DEPS`",
+                });
+            };
+            lines.push((module_name_from_path(path), line));
         }
-        let parse = || -> Result<DepTable, IndexError> {
-            let data = read_limited(&text, MAX_FILE_LEN)?;
-            let s = utf8(&text, "file", &data, 0)?;
-            let mut lines = Vec::new();
-            for (n, line) in s.lines().enumerate() {
-                if line.trim().is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let Some((path, _)) = line.split_once(':') else {
-                    return Err(IndexError::BadLine {
-                        path: text.clone(),
-                        line: n + 1,
-                        reason: "expected `PATH: DEPS`",
-                    });
-                };
-                lines.push((module_name_from_path(path), line));
-            }
-            // Stable: the first line of a name comes first and wins.
-            lines.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut t = DepTableBuilder::new(text.clone());
-            for (name, line) in &lines {
-                t.add(name, line.as_bytes());
-            }
-            Ok(t.finish())
-        };
-        match parse() {
-            Ok(table) => {
-                self.deps = table;
-                self.forms.dep = Form::Text;
-                Ok(())
-            }
-            Err(text_err) => Err(IndexError::Missing {
-                dir: self.dir.clone(),
-                name: "modules.dep",
-                reason: format!("{bin_err}; {text_err}"),
-            }),
+        // Stable: the first line of a name comes first and wins.
+        lines.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut t = DepTableBuilder::new(text.to_owned());
+        for (name, line) in &lines {
+            t.add(name, line.as_bytes());
+        }
+        Ok(t.finish())
+    }
+
+    /// A required index missing in both forms.
+    fn missing(&self, name: &'static str, (bin, text): (IndexError, IndexError)) -> IndexError {
+        IndexError::Missing {
+            dir: self.dir.clone(),
+            name,
+            reason: format!("{bin}; {text}"),
         }
     }
 
     fn load_builtin(&mut self) {
         let bin_path = self.dir.join("modules.builtin.bin");
-        let bin_err = match BinIndex::open(&bin_path).and_then(validated) {
-            Ok(bin) => {
-                self.builtin = BuiltinSource::Bin(bin);
-                self.forms.builtin = Form::Binary;
-                return;
-            }
-            Err(e) => e,
-        };
+        let from_bin = BinIndex::open(&bin_path)
+            .and_then(validated)
+            .map(|bin| self.builtin = BuiltinSource::Bin(bin));
         let text = self.dir.join("modules.builtin");
-        let parse = || -> Result<HashSet<String>, IndexError> {
-            let data = read_limited(&text, MAX_FILE_LEN)?;
-            let s = utf8(&text, "file", &data, 0)?;
+        let parse = |text: &Path| -> Result<HashSet<String>, IndexError> {
+            let data = read_limited(text, MAX_FILE_LEN)?;
+            let s = utf8(text, "file", &data, 0)?;
             Ok(s.lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(module_name_from_path)
                 .collect())
         };
-        match parse() {
-            Ok(set) => {
-                if !not_found(&bin_err) {
-                    warn!(error = %bin_err, fallback = %text.display(), "invalid binary builtin index, using the text file");
+        match binary_or_text(from_bin, &text, "builtin index", parse) {
+            Ok((form, set)) => {
+                self.forms.builtin = form;
+                if let Some(set) = set {
+                    self.builtin = BuiltinSource::Text(set);
                 }
-                self.builtin = BuiltinSource::Text(set);
-                self.forms.builtin = Form::Text;
             }
-            Err(text_err) => {
-                warn!(bin = %bin_err, text = %text_err, "no builtin module index; assuming no builtin modules");
+            Err(errors) => {
+                let (bin, text) = *errors;
+                warn!(%bin, %text, "no builtin module index; assuming no builtin modules");
             }
         }
     }
@@ -912,24 +915,19 @@ impl ModuleIndex {
         } else {
             Self::alias_set_from_bin(&bin, names).map(|set| self.builtin_aliases = set)
         };
-        let bin_err = match from_bin {
-            Ok(()) => {
-                self.forms.builtin_alias = Form::Binary;
-                return;
-            }
-            Err(e) => e,
-        };
         let modinfo = self.dir.join("modules.builtin.modinfo");
-        match Self::builtin_aliases_from_modinfo(&modinfo, names) {
-            Ok(set) => {
-                if !not_found(&bin_err) {
-                    warn!(error = %bin_err, fallback = %modinfo.display(), "invalid builtin alias index, using modules.builtin.modinfo");
+        match binary_or_text(from_bin, &modinfo, "builtin alias index", |modinfo| {
+            Self::builtin_aliases_from_modinfo(modinfo, names)
+        }) {
+            Ok((form, set)) => {
+                self.forms.builtin_alias = form;
+                if let Some(set) = set {
+                    self.builtin_aliases = set;
                 }
-                self.builtin_aliases = set;
-                self.forms.builtin_alias = Form::Text;
             }
-            Err(text_err) => {
-                debug!(bin = %bin_err, text = %text_err, "no builtin alias index");
+            Err(errors) => {
+                let (bin, text) = *errors;
+                debug!(%bin, %text, "no builtin alias index");
             }
         }
     }
