@@ -10,6 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{Semaphore, watch};
 use uevent::{Action, Uevent};
 
+use super::flight::{Asked, Flights};
 use super::insert::Outcome;
 use super::scheduler::{LoadStats, Loader, ModulePlan, NoDeviceCache};
 use crate::error::IndexError;
@@ -115,6 +116,8 @@ pub struct LoaderStats {
     /// Plans skipped: the module answered `ENODEV` for this alias before, and the event was a
     /// replay.
     pub skipped_no_device: u64,
+    /// Lookups folded into the run of the same alias under way (one more run follows it).
+    pub folded: u64,
     /// The loads.
     pub loads: LoadStats,
     /// How long no lookup was asked for and no plan ended; `None` while a plan runs.
@@ -135,6 +138,8 @@ pub struct LoaderState {
     last_activity: Arc<std::sync::Mutex<Instant>>,
     /// The plans running, by start order (for `WaitStarted` and `RunningPlans`).
     book: Arc<Mutex<PlanBook>>,
+    /// The aliases whose plans run, one run at a time each.
+    flights: Arc<Flights>,
     stats: LoaderStats,
 }
 
@@ -155,6 +160,7 @@ impl Actor for LoaderActor {
             running: watch::channel(0).0,
             last_activity: Arc::new(std::sync::Mutex::new(Instant::now())),
             book: Arc::default(),
+            flights: Arc::default(),
             stats: LoaderStats::default(),
         })
     }
@@ -248,6 +254,10 @@ impl LoaderState {
     async fn load(&mut self, modalias: String, synthetic: bool) {
         self.stats.events += 1;
         touch(&self.last_activity);
+        if !self.args.dry_run && self.flights.ask(&modalias, synthetic) == Asked::Folded {
+            self.stats.folded += 1;
+            return;
+        }
         let plans = match self.args.resolver.plans(&modalias) {
             Ok(plans) => plans,
             Err(err) => {
@@ -288,19 +298,32 @@ impl LoaderState {
             (&self.book, modalias.clone(), targets),
         );
         let (loader, cache) = (Arc::clone(&self.args.loader), Arc::clone(&self.cache));
+        let mut flight = self.flights.start(modalias.clone());
         // The modules of one alias load one after another, in the lookup's order (udev's
         // `kmod load`): the first gets the first chance to bind the device. Aliases are
-        // independent and run in parallel.
+        // independent and run in parallel; requests for this one meanwhile make one more run.
         tokio::spawn(async move {
             let _running = running;
-            for plan in to_run {
-                let outcomes = loader.run(&plan).await;
-                let target = outcomes
-                    .iter()
-                    .rev()
-                    .find(|(m, _)| *m == plan.target)
-                    .map_or(Outcome::Skipped, |(_, o)| *o);
-                cache.record(&plan.target, &modalias, target);
+            // `None` for the first run (its plans were filtered when they were resolved), then
+            // whether the requests folded into this run were all replays.
+            let mut rerun: Option<bool> = None;
+            loop {
+                let due = to_run.iter().filter(|p| {
+                    rerun.is_none_or(|synthetic| cache.should_try(&p.target, &modalias, synthetic))
+                });
+                for plan in due {
+                    let outcomes = loader.run(plan).await;
+                    let target = outcomes
+                        .iter()
+                        .rev()
+                        .find(|(m, _)| *m == plan.target)
+                        .map_or(Outcome::Skipped, |(_, o)| *o);
+                    cache.record(&plan.target, &modalias, target);
+                }
+                rerun = flight.next();
+                if rerun.is_none() {
+                    break;
+                }
             }
             drop(slot);
         });
@@ -480,6 +503,51 @@ mod tests {
             .build()
             .unwrap();
         assert!(!looks_up(&removed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_devices_with_one_alias_make_one_running_plan_and_one_more_run() {
+        // The logical units of a SCSI target hot-added at once: one alias, a slow load.
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let lun = "scsi:t-0x00";
+        let resolver = MapResolver(HashMap::from([(
+            lun.to_string(),
+            vec![plan(modules.path(), "sd_mod", &["t10_pi"])],
+        )]));
+        let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 4));
+        let args = LoaderArgs {
+            resolver: Box::new(resolver),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let added: Vec<Arc<Uevent>> = (1..=1000).map(|n| event(n, lun, false)).collect();
+        for batch in added.chunks(128) {
+            actor
+                .send_message(LoaderMsg::Events(batch.to_vec(), None))
+                .unwrap();
+        }
+        let running = call!(actor, LoaderMsg::RunningPlans).unwrap();
+        assert_eq!(
+            running.len(),
+            1,
+            "one plan runs for the alias, the other devices wait in it"
+        );
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        let stats = call!(actor, LoaderMsg::Stats).unwrap();
+        assert_eq!((stats.events, stats.folded), (1000, 999));
+        assert_eq!(
+            kernel.calls("sd_mod"),
+            2,
+            "the first run, and one for the rest"
+        );
+        assert_eq!(
+            stats.loads.loaded, 2,
+            "t10_pi and sd_mod, once: the kernel has them after"
+        );
+        actor.stop(None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@ mod actor;
 mod compression;
 #[cfg(any(test, feature = "test-support"))]
 mod fake;
+mod flight;
 mod insert;
 mod install;
 mod kernel;
