@@ -9,7 +9,8 @@
 //! sysfs = "/sys"               # sysfs mount (default /sys)
 //! settle_timeout = "10s"       # no answer for this long: re-trigger once, then give up
 //! pacing = "auto"              # "auto" (from the receive buffer), "off", or a window size
-//! settle_quiet = "500ms"       # settled: replay answered, loads done, no new device this long
+//! settle_quiet = "200ms"       # settled: replay answered, loads done, this long after the last load
+//! settle_enumeration = "1s"    # ... and this long after a USB hub or host controller bound
 //!
 //! [loader]
 //! module_dir = "/lib/modules/6.12.117+deb12-amd64"   # default /lib/modules/$(uname -r)
@@ -71,10 +72,14 @@ pub struct ColdplugConfig {
     pub settle_timeout: Duration,
     /// Pacing (default auto).
     pub pacing: coldplug::Pacing,
-    /// Settled means: the replay was answered, no load is running, and no device with a
-    /// modalias was added for this long (default 500 ms; devices behind a bus that was just
-    /// driven, e.g. USB behind a new host controller, show up a moment later).
+    /// The short window of the settle rule (`crate::observe`): settled no sooner than this
+    /// after the loader's last lookup or plan end, a driver bound, or a device that can lead
+    /// to more devices was added (default 200 ms).
     pub settle_quiet: Duration,
+    /// The enumeration window of the settle rule: settled no sooner than this after a USB hub
+    /// or host controller bound (the hub driver adds the devices on its ports that much later),
+    /// nor than usb-storage's `delay_use` plus this after usb-storage bound (default 1 s).
+    pub settle_enumeration: Duration,
 }
 
 /// `[loader]`
@@ -123,12 +128,22 @@ impl Default for ColdplugConfig {
             settle_timeout: defaults.settle_timeout,
             pacing: defaults.pacing,
             settle_quiet: DEFAULT_SETTLE_QUIET,
+            settle_enumeration: DEFAULT_SETTLE_ENUMERATION,
         }
     }
 }
 
 /// Default of `coldplug.settle_quiet`.
-pub const DEFAULT_SETTLE_QUIET: Duration = Duration::from_millis(500);
+pub const DEFAULT_SETTLE_QUIET: Duration = Duration::from_millis(200);
+
+/// Default of `coldplug.settle_enumeration`: the kernel's own delays between a hub's bind and
+/// the first device on its ports (power-on-good, the 100 ms debounce, port reset and address
+/// recovery) add up to about 0.3 s; the rest is margin for the descriptors' exchange on a
+/// slow or busy machine.
+pub const DEFAULT_SETTLE_ENUMERATION: Duration = Duration::from_secs(1);
+
+/// The longest `coldplug.settle_quiet` and `coldplug.settle_enumeration`.
+pub const MAX_SETTLE_WINDOW: Duration = Duration::from_secs(60);
 
 /// A configuration file that cannot be used: where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,6 +215,7 @@ struct RawColdplug {
     settle_timeout: Option<Spanned<String>>,
     pacing: Option<Spanned<toml::Value>>,
     settle_quiet: Option<Spanned<String>>,
+    settle_enumeration: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -380,9 +396,17 @@ impl Config {
             config.coldplug.settle_quiet = bounded_duration(
                 quiet.get_ref(),
                 "coldplug.settle_quiet",
-                Duration::ZERO..=Duration::from_secs(60),
+                Duration::ZERO..=MAX_SETTLE_WINDOW,
             )
             .map_err(|message| error(Some(quiet.span()), message))?;
+        }
+        if let Some(window) = raw.coldplug.settle_enumeration {
+            config.coldplug.settle_enumeration = bounded_duration(
+                window.get_ref(),
+                "coldplug.settle_enumeration",
+                Duration::ZERO..=MAX_SETTLE_WINDOW,
+            )
+            .map_err(|message| error(Some(window.span()), message))?;
         }
         if let Some(section) = raw.restart {
             config.restart =
@@ -606,12 +630,16 @@ mod tests {
         assert_eq!(config.loader.workers, 3);
         assert!(!config.loader.run_install_commands);
         let config = parse(
-            "[coldplug]\nsettle_quiet = \"0ms\"\n\
+            "[coldplug]\nsettle_quiet = \"0ms\"\nsettle_enumeration = \"1.5s\"\n\
              [restart.defaults]\ninitial_interval = \"100ms\"\n\
              [restart.overrides.loader]\nmax_interval = \"2s\"\n",
         )
         .unwrap();
         assert_eq!(config.coldplug.settle_quiet, Duration::ZERO);
+        assert_eq!(
+            config.coldplug.settle_enumeration,
+            Duration::from_millis(1500)
+        );
         assert_eq!(
             config.restart.defaults().initial_interval,
             Duration::from_millis(100)
@@ -649,6 +677,16 @@ mod tests {
             ("[loader]\nworkers = 100000\n", 2, "workers"),
             ("[loader\n", 1, ""),
             ("[coldplug]\nsettle_quiet = \"2h\"\n", 2, "settle_quiet"),
+            (
+                "[coldplug]\n\nsettle_enumeration = \"61s\"\n",
+                3,
+                "coldplug.settle_enumeration",
+            ),
+            (
+                "[coldplug]\nsettle_enumeration = \"soon\"\n",
+                2,
+                "settle_enumeration",
+            ),
             (
                 "[restart.defaults]\n\ninitial_interval = \"1us\"\n",
                 3,

@@ -9,7 +9,7 @@
 //! coldplug to replay the devices, so that none that arrived meanwhile stays driverless.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use coldplug::PassReport;
 use kmod_loader::load::{
@@ -25,6 +25,7 @@ use uevent::Action;
 
 use crate::config::Config;
 use crate::handled::{Ledger, LookupTicket, ReplayTicket, note_accepted};
+use crate::observe::{SettleHolds, SettleWindows};
 use crate::subscription::Hub;
 
 /// Events the loader may have in flight from the listener (default of
@@ -71,8 +72,10 @@ pub struct Observer {
     pub loader: String,
     /// The coldplug actor's registry name.
     pub coldplug: String,
-    /// The quiet period of the settle rule (`coldplug.settle_quiet`).
+    /// The short window of the settle rule (`coldplug.settle_quiet`).
     pub(crate) quiet: Duration,
+    /// What the accepted events hold the settle rule for (fed by the `settle` subscription).
+    pub(crate) holds: Arc<SettleHolds>,
     /// Whether the module index could be read at start (`None` until the subsystem started).
     pub(crate) loading: watch::Receiver<Option<bool>>,
     /// Dry run.
@@ -129,12 +132,20 @@ fn shared(config: Config, options: RunOptions) -> (Arc<Shared>, Observer) {
     let (ledger_tx, ledger) = watch::channel(Ledger::default());
     let (alive_tx, alive) = watch::channel(());
     let hub = Arc::new(Hub::default());
+    let holds = Arc::new(SettleHolds::new(
+        SettleWindows {
+            quiet: config.coldplug.settle_quiet,
+            enumeration: config.coldplug.settle_enumeration,
+        },
+        &config.coldplug.sysfs,
+    ));
     let observer = Observer {
         settled,
         listener: names.listener.clone(),
         loader: names.loader.clone(),
         coldplug: names.coldplug.clone(),
         quiet: config.coldplug.settle_quiet,
+        holds: Arc::clone(&holds),
         loading,
         dry_run: options.dry_run,
         ledger,
@@ -151,6 +162,7 @@ fn shared(config: Config, options: RunOptions) -> (Arc<Shared>, Observer) {
         subscribed: watch::channel(None).0,
         ledger: ledger_tx,
         hub,
+        holds,
         _alive: alive_tx,
     });
     (shared, observer)
@@ -180,6 +192,8 @@ struct Shared {
     ledger: watch::Sender<Ledger>,
     /// The typed subscriptions, moved to each new listener by the loader node.
     hub: Arc<Hub>,
+    /// Fed by the `settle` subscription: events that may still produce devices.
+    holds: Arc<SettleHolds>,
     /// Dropped with the subsystem: ends [`crate::subscription::Subscription::recv`].
     _alive: watch::Sender<()>,
 }
@@ -325,13 +339,16 @@ async fn loader_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     .capacity(shared.options.loader_capacity.max(1));
     call!(listener, ListenerMsg::Subscribe, subscription)
         .map_err(|err| format!("loader could not subscribe to the listener: {err}"))?;
-    // Every accepted event, for the highest seqnum the listener accepted. After the loader's
-    // subscription, so when it sees an event the loader's ticket for it exists already. Its
-    // deliveries are dropped at once: it never falls behind.
+    // Every accepted event, for the highest seqnum the listener accepted and the settle rule's
+    // holds (a hub bound, ...). After the loader's subscription, so when it sees an event the
+    // loader's ticket for it exists already. Its deliveries are dropped at once: it never
+    // falls behind.
     let ledger = shared.ledger.clone();
+    let holds = Arc::clone(&shared.holds);
     let settle = Subscription::to_fn(move |n| {
         if let Notification::Uevents(batch) = n {
             note_accepted(&ledger, &batch);
+            holds.note(batch.iter().map(|d| d.event().as_ref()), Instant::now());
         }
         incarnation.strong_count() > 0
     })
