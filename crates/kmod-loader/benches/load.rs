@@ -6,7 +6,6 @@
 //! Needs the 6.12 kernel from `scripts/kernels`. Run: `cargo bench -p kmod-loader --bench load`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,22 +15,6 @@ use kmod_loader::{Resolver, ResolverOptions};
 /// What the fake kernel spends per module (module init on a real kernel is typically
 /// milliseconds to tens of milliseconds).
 const KERNEL_WORK: Duration = Duration::from_millis(20);
-
-fn kernel_6_12() -> Option<(String, PathBuf)> {
-    let home = std::env::var_os("HOME")?;
-    let cache = std::env::var_os("DEVMGR_CACHE")
-        .map_or_else(|| PathBuf::from(home).join(".cache/devmgr"), PathBuf::from);
-    let list = std::fs::read_to_string(cache.join("kernels/list")).ok()?;
-    list.lines().find_map(|l| {
-        let (v, root) = l.split_once(' ')?;
-        v.starts_with("6.12.").then(|| {
-            (
-                v.to_owned(),
-                PathBuf::from(root).join("lib/modules").join(v),
-            )
-        })
-    })
-}
 
 async fn run(plans: &[ModulePlan], workers: usize) -> (Duration, usize, usize) {
     let sys = tempfile::tempdir().expect("tempdir");
@@ -61,10 +44,11 @@ async fn run(plans: &[ModulePlan], workers: usize) -> (Duration, usize, usize) {
 }
 
 fn main() {
-    let Some((version, dir)) = kernel_6_12() else {
-        println!("load bench skipped: run scripts/kernels first (needs Debian's 6.12 kernel)");
-        return;
+    let kernel = match test_support::kernel("6.12.") {
+        Ok(kernel) => kernel,
+        Err(why) => return println!("load bench skipped: {why}"),
     };
+    let (version, dir) = (kernel.version.clone(), kernel.module_dir());
     let resolver = Resolver::load(ResolverOptions {
         module_dir: dir,
         config_dirs: Vec::new(),

@@ -17,21 +17,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{Fixture, FixtureModule};
 use kmod_loader::{Config, Resolver, ResolverOptions};
-
-/// Prints why the test does not run here (on stderr, which the test harness does not capture
-/// when written directly), or fails when `DEVMGR_REQUIRE_ALL_TESTS=1`.
-fn skip_or_fail(test: &str, reason: &str) {
-    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{test} cannot run (DEVMGR_REQUIRE_ALL_TESTS=1): {reason}");
-    }
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
-}
+use test_support::{Kernel, skip_or_fail};
 
 /// Real modules of Debian's kernels queried by name and by a modalias.
 const MODULES: [&str; 3] = ["e1000", "snd-hda-intel", "usbhid"];
@@ -169,16 +160,16 @@ fn config_lines(config: &Config) -> Vec<String> {
 }
 
 /// Root, the kernels, modprobe and a working bind mount over /proc/cmdline, or why not.
-fn preconditions(conf: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+fn preconditions(conf: &Path) -> Result<Vec<Kernel>, String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("needs root (bind-mounts a file over /proc/cmdline with unshare -m)".into());
     }
-    let kernels = common::kernels()?;
+    let kernels = test_support::kernels()?;
     if Command::new("modprobe").arg("--version").output().is_err() {
         return Err("modprobe (Debian's kmod package) is not installed".into());
     }
     // Probe the bind mount: the configuration must show an option from our file.
-    let (version, root) = &kernels[0];
+    let Kernel { version, root } = &kernels[0];
     let probe = conf.join("probe-cmdline");
     std::fs::write(&probe, "devmgr_probe.p=1").map_err(|e| e.to_string())?;
     let (config, _) = modprobe_with_cmdline(&probe, root, version, &conf.join("d"), &[])?;
@@ -228,7 +219,7 @@ fn command_line_handling_equals_modprobe_with_the_same_command_line() {
     let mut compared_plans = 0usize;
     let mut differing_from_baseline = 0usize;
     let mut mismatches = Vec::new();
-    for (version, root) in &kernels {
+    for Kernel { version, root } in &kernels {
         let dir = root.join("lib/modules").join(version);
         let mut baseline: Option<Vec<Vec<String>>> = None;
         let mut queries: Vec<String> = MODULES.iter().map(|m| (*m).to_owned()).collect();

@@ -14,12 +14,13 @@ use std::process::Command;
 
 use kmod_loader::index::Form;
 use kmod_loader::{Resolver, ResolverOptions};
+use test_support::Kernel;
 
 /// Modaliases per `modprobe -a` process.
 const BATCH: usize = 1500;
 
-fn kernels() -> Result<Vec<(String, PathBuf)>, String> {
-    let kernels = common::kernels()?;
+fn kernels() -> Result<Vec<Kernel>, String> {
+    let kernels = test_support::kernels()?;
     if Command::new("modprobe").arg("--version").output().is_err() {
         return Err("modprobe (Debian's kmod package) is not installed".into());
     }
@@ -143,12 +144,12 @@ fn plans_equal_modprobe_show_depends_on_real_debian_kernels() {
     let kernels = match kernels() {
         Ok(k) => k,
         Err(reason) => {
-            common::skip_or_fail("differential test against libkmod", &reason);
+            test_support::skip_or_fail("differential test against libkmod", &reason);
             return;
         }
     };
     let real = real_modaliases();
-    for (version, root) in kernels {
+    for Kernel { version, root } in kernels {
         let dir = root.join("lib/modules").join(&version);
         let resolver = Resolver::load(ResolverOptions {
             module_dir: dir.clone(),
@@ -259,7 +260,7 @@ fn modprobe_d_handling_equals_modprobe_with_the_same_configuration() {
     let kernels = match kernels() {
         Ok(k) => k,
         Err(reason) => {
-            common::skip_or_fail("modprobe.d differential test against libkmod", &reason);
+            test_support::skip_or_fail("modprobe.d differential test against libkmod", &reason);
             return;
         }
     };
@@ -287,7 +288,7 @@ fn modprobe_d_handling_equals_modprobe_with_the_same_configuration() {
     .map(|s| (*s).to_owned())
     .collect();
     queries.extend(real_modaliases());
-    for (version, root) in kernels {
+    for Kernel { version, root } in kernels {
         let dir = root.join("lib/modules").join(&version);
         let resolver = Resolver::load(ResolverOptions {
             module_dir: dir.clone(),
@@ -322,11 +323,11 @@ fn text_index_fallback_gives_the_same_plans_as_the_binary_index() {
     let kernels = match kernels() {
         Ok(k) => k,
         Err(reason) => {
-            common::skip_or_fail("text fallback test on real kernels", &reason);
+            test_support::skip_or_fail("text fallback test on real kernels", &reason);
             return;
         }
     };
-    for (version, root) in kernels {
+    for Kernel { version, root } in kernels {
         let dir = root.join("lib/modules").join(&version);
         // Same tree, text indexes only: module files reached through a symlink.
         let text = tempfile::tempdir().expect("tempdir");

@@ -72,14 +72,14 @@ fn first_child_is_the_root(mut bin: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn lookups_in_place_equal_the_compiled_index_on_debian_kernels() {
-    let kernels = match common::kernels() {
+    let kernels = match test_support::kernels() {
         Ok(k) => k,
         Err(reason) => {
-            common::skip_or_fail("lookups in place on Debian's indexes", &reason);
+            test_support::skip_or_fail("lookups in place on Debian's indexes", &reason);
             return;
         }
     };
-    for (version, root) in kernels {
+    for test_support::Kernel { version, root } in kernels {
         let dir = root.join("lib/modules").join(&version);
         let compiled = ModuleIndex::load(&dir).expect("load");
         let in_place = ModuleIndex::open(&dir).expect("open");

@@ -176,13 +176,10 @@ async fn modprobe_d_install_lines_run_disable_or_stop_as_in_modprobe() {
 #[test]
 fn the_real_syscalls_reach_the_kernel_and_report_its_errno() {
     if !nix::unistd::geteuid().is_root() {
-        let msg = "skipping the_real_syscalls_reach_the_kernel: needs root (CAP_SYS_MODULE)";
-        if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-            panic!("{msg}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
-        }
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "{msg}");
-        return;
+        return test_support::skip_or_fail(
+            "the_real_syscalls_reach_the_kernel",
+            "needs root (CAP_SYS_MODULE)",
+        );
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let file = tmp.path().join("garbage.ko");

@@ -91,30 +91,18 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn debian_6_12() -> Result<PathBuf, String> {
-    common::kernels()?
-        .into_iter()
-        .find(|(v, _)| v.starts_with("6.12."))
-        .map(|(v, root)| root.join("lib/modules").join(v))
-        .filter(|dir| dir.join("modules.alias.bin").exists())
-        .ok_or_else(|| {
-            format!(
-                "{} lists no Debian 6.12 kernel",
-                common::kernels_list().display()
-            )
-        })
+    let dir = test_support::kernel("6.12.")?.module_dir();
+    if !dir.join("modules.alias.bin").exists() {
+        return Err(format!("{} has no modules.alias.bin", dir.display()));
+    }
+    Ok(dir)
 }
 
 #[test]
 fn loading_the_debian_6_12_index_takes_little_heap() {
     let dir = match debian_6_12() {
         Ok(dir) => dir,
-        Err(reason) => {
-            if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-                panic!("memory test cannot run (DEVMGR_REQUIRE_ALL_TESTS=1): {reason}");
-            }
-            let _ = writeln!(std::io::stderr(), "SKIPPED memory test: {reason}");
-            return;
-        }
+        Err(reason) => return test_support::skip_or_fail("memory test", &reason),
     };
     let options = ResolverOptions {
         module_dir: dir,

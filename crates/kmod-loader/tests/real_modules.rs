@@ -6,35 +6,11 @@ use std::process::Command;
 
 use kmod_loader::load::Compression;
 
-/// The module tree of the 6.12 kernel from `scripts/kernels`' list, if fetched.
-fn kernel_6_12() -> Option<PathBuf> {
-    let cache = std::env::var_os("DEVMGR_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/devmgr")))?;
-    let list = std::fs::read_to_string(cache.join("kernels/list")).ok()?;
-    list.lines().find_map(|line| {
-        let (version, root) = line.split_once(' ')?;
-        version
-            .starts_with("6.12.")
-            .then(|| PathBuf::from(root).join("lib/modules").join(version))
-    })
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
-    }
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping real-module test: {why} (run scripts/kernels)"
-    );
-}
-
 #[test]
 fn debian_6_12_ko_xz_modules_decompress_byte_identically_with_xz() {
-    let Some(dir) = kernel_6_12() else {
-        return skip_or_fail("the Debian 6.12 kernel package is not fetched");
+    let dir = match test_support::kernel("6.12.") {
+        Ok(kernel) => kernel.module_dir(),
+        Err(why) => return test_support::skip_or_fail("real-module decompression test", &why),
     };
     let mut files: Vec<PathBuf> = walk(&dir.join("kernel"));
     files.sort();

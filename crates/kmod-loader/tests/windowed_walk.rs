@@ -41,9 +41,9 @@ fn windowed(path: &Path, window: usize) -> (Result<Entries, String>, u64) {
 }
 
 fn debian_module_dirs() -> Result<Vec<PathBuf>, String> {
-    Ok(common::kernels()?
+    Ok(test_support::kernels()?
         .into_iter()
-        .map(|(v, root)| root.join("lib/modules").join(v))
+        .map(|kernel| kernel.module_dir())
         .collect())
 }
 
@@ -51,7 +51,9 @@ fn debian_module_dirs() -> Result<Vec<PathBuf>, String> {
 fn debian_indexes_walk_the_same_through_windows_and_read_each_byte_about_twice() {
     let dirs = match debian_module_dirs() {
         Ok(dirs) => dirs,
-        Err(reason) => return common::skip_or_fail("windowed walk of Debian indexes", &reason),
+        Err(reason) => {
+            return test_support::skip_or_fail("windowed walk of Debian indexes", &reason);
+        }
     };
     for dir in dirs {
         for name in [

@@ -9,28 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Prints why the test does not run here, or fails when `DEVMGR_REQUIRE_ALL_TESTS=1` (as
-/// `scripts/test` sets it).
-fn skip_or_fail(test: &str, why: &str) {
-    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
-    }
-    eprintln!("skipping {test}: {why}");
-}
-
-/// The module directory of Debian's 6.12 kernel from `scripts/kernels` (as devmgr's tests
-/// find it).
-fn module_dir() -> Option<PathBuf> {
-    let cache = std::env::var_os("DEVMGR_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/devmgr")))?;
-    let list = std::fs::read_to_string(cache.join("kernels/list")).ok()?;
-    list.lines().find_map(|l| {
-        let (v, root) = l.split_once(' ')?;
-        v.starts_with("6.12.")
-            .then(|| PathBuf::from(root).join("lib/modules").join(v))
-    })
-}
+use test_support::skip_or_fail;
 
 /// The agent's stdout, line by line, as it comes.
 struct Output {
@@ -73,8 +52,9 @@ fn the_agent_reports_real_net_and_block_adds_in_dry_run() {
     if !nix::unistd::geteuid().is_root() {
         return skip_or_fail(test, "needs root (writes /sys/devices/**/uevent)");
     }
-    let Some(modules) = module_dir() else {
-        return skip_or_fail(test, "no Debian 6.12 module index (run scripts/kernels)");
+    let modules = match test_support::kernel("6.12.") {
+        Ok(kernel) => kernel.module_dir(),
+        Err(why) => return skip_or_fail(test, &why),
     };
     // A network interface and a block device that every host has (loop0 needs the loop
     // driver; without it only the interface is checked).

@@ -1,45 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
-/// Where `scripts/kernels` writes its list of unpacked kernels.
-pub fn kernels_list() -> PathBuf {
-    let cache = std::env::var_os("DEVMGR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/devmgr")
-        });
-    cache.join("kernels/list")
-}
-
-/// The kernels `scripts/kernels` unpacked: (version, root of the unpacked package; its module
-/// directory is `root/lib/modules/version`); an error saying what is missing.
-pub fn kernels() -> Result<Vec<(String, PathBuf)>, String> {
-    let list = kernels_list();
-    let text = std::fs::read_to_string(&list)
-        .map_err(|e| format!("{}: {e} (run scripts/kernels)", list.display()))?;
-    let kernels: Vec<(String, PathBuf)> = text
-        .lines()
-        .filter_map(|l| {
-            let (v, r) = l.split_once(' ')?;
-            Some((v.to_owned(), PathBuf::from(r)))
-        })
-        .collect();
-    if kernels.is_empty() {
-        return Err(format!("{} lists no kernel", list.display()));
-    }
-    Ok(kernels)
-}
-
-/// Prints why a test is skipped, or fails it when `DEVMGR_REQUIRE_ALL_TESTS=1`.
-pub fn skip_or_fail(test: &str, reason: &str) {
-    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{test} cannot run (DEVMGR_REQUIRE_ALL_TESTS=1): {reason}");
-    }
-    println!("SKIPPED {test}: {reason}");
-}
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
