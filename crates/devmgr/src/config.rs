@@ -77,7 +77,8 @@ pub struct ColdplugConfig {
     /// to more devices was added (default 200 ms).
     pub settle_quiet: Duration,
     /// The enumeration window of the settle rule: settled no sooner than this after a USB hub
-    /// or host controller bound (the hub driver adds the devices on its ports that much later),
+    /// or host controller bound or a USB device was added (the hub driver adds the devices on
+    /// its ports one after another, each at most about that much later),
     /// nor than usb-storage's `delay_use` plus this after usb-storage bound (default 1 s).
     pub settle_enumeration: Duration,
 }

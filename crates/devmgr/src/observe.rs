@@ -20,11 +20,13 @@
 //!      `0x0c03xx`): the enumeration window, `coldplug.settle_enumeration` (default 1 s). The
 //!      hub driver adds the devices on its ports only after power-on-good, a 100 ms debounce,
 //!      a port reset and the descriptors' exchange;
+//!    - a USB device added: the enumeration window too, since its hub may still be working
+//!      through its other ports (one after another, each one a debounce and a reset later);
 //!    - usb-storage bound: its `delay_use` (read from sysfs at that moment; 1 s when it cannot
 //!      be read) plus the enumeration window, since usb-storage scans its SCSI bus only after
 //!      that delay, from a work item, after its module load returned;
-//!    - any other driver bound, or a device that can lead to more devices added (a USB device,
-//!      a SCSI host or target, an ATA port): the short window.
+//!    - any other driver bound, or a device that can lead to more devices added (a SCSI host
+//!      or target, an ATA port): the short window.
 //!
 //! The windows anchor the wait on what can still produce devices instead of a fixed quiet
 //! period after every lookup: once the last load returned and no hub is enumerating, the rule
@@ -168,12 +170,13 @@ pub enum HoldCause {
     HubBound,
     /// A USB host controller (PCI class `0x0c03xx`) bound: its root hub enumerates.
     HostControllerBound,
+    /// A USB device added: its hub may still enumerate its next ports.
+    UsbDeviceAdded,
     /// usb-storage bound: it scans its SCSI bus after its `delay_use`.
     UsbStorageBound,
     /// Another driver bound: its probe may leave work that adds devices.
     DriverBound,
-    /// A device that can lead to more devices was added (USB device, SCSI host or target, ATA
-    /// port).
+    /// A device that can lead to more devices was added (SCSI host or target, ATA port).
     DeviceAdded,
 }
 
@@ -182,6 +185,7 @@ impl fmt::Display for HoldCause {
         f.write_str(match self {
             HoldCause::HubBound => "USB hub bound",
             HoldCause::HostControllerBound => "USB host controller bound",
+            HoldCause::UsbDeviceAdded => "USB device added",
             HoldCause::UsbStorageBound => "usb-storage bound",
             HoldCause::DriverBound => "driver bound",
             HoldCause::DeviceAdded => "device added",
@@ -228,9 +232,12 @@ pub fn hold_for(
         }
         Action::Add => {
             let devtype = event.devtype().unwrap_or_default();
+            if (subsystem, devtype) == (&b"usb"[..], &b"usb_device"[..]) {
+                return Some((HoldCause::UsbDeviceAdded, windows.enumeration));
+            }
             let producer = matches!(
                 (subsystem, devtype),
-                (b"usb", b"usb_device") | (b"scsi", b"scsi_host" | b"scsi_target")
+                (b"scsi", b"scsi_host" | b"scsi_target")
             ) || subsystem == b"ata_port";
             producer.then_some((HoldCause::DeviceAdded, windows.quiet))
         }
@@ -514,8 +521,13 @@ mod tests {
 
     #[test]
     fn devices_that_lead_to_more_devices_hold_for_the_short_window_others_not_at_all() {
+        let usb = event(Action::Add, "usb", &[("DEVTYPE", "usb_device")]);
+        assert_eq!(
+            hold_for(&usb, WINDOWS, no_delay_asked),
+            Some((HoldCause::UsbDeviceAdded, WINDOWS.enumeration)),
+            "its hub may enumerate its next port"
+        );
         for (subsystem, devtype) in [
-            ("usb", "usb_device"),
             ("scsi", "scsi_host"),
             ("scsi", "scsi_target"),
             ("ata_port", ""),
@@ -589,7 +601,7 @@ mod tests {
         holds.note([&hub], t0);
         assert_eq!(holds.remaining(t0), WINDOWS.enumeration);
         // A later, shorter hold does not cut the hub's enumeration window short.
-        let device = event(Action::Add, "usb", &[("DEVTYPE", "usb_device")]);
+        let device = event(Action::Add, "scsi", &[("DEVTYPE", "scsi_host")]);
         holds.note([&device], t0 + Duration::from_millis(100));
         assert_eq!(
             holds.remaining(t0 + Duration::from_millis(500)),
