@@ -406,7 +406,8 @@ const WINDOWS: usize = 4;
 /// An index file walked without holding it: [`BinFile::for_each`] gives what
 /// [`BinIndex::for_each`] gives, reading the nodes through at most four windows of the file
 /// (depmod writes a subtree's nodes next to each other, so a depth-first walk mostly stays in
-/// them, and a whole walk reads the file about twice — `tests/windowed_walk.rs` bounds it).
+/// them, and a whole walk reads the file about twice — `tests/integration/windowed_walk.rs`
+/// bounds it).
 pub struct BinFile {
     path: PathBuf,
     file: File,

@@ -12,9 +12,9 @@
 //! file once to check it, then looks it up in place at every lookup
 //! ([`BinFile::search_wild`], [`BinFile::search`]), keeping only four [`LOOKUP_WINDOW`]s per
 //! file. Text fallbacks are compiled either way. Both give the same answer for every
-//! modalias (`tests/in_place.rs`, `tests/differential.rs`); they differ only for queries that
-//! themselves hold wildcard bytes and for patterns past the compiled matcher's limits (see
-//! `docs/kmod-loader.md#differences-from-libkmod`).
+//! modalias (`tests/integration/in_place.rs`, `tests/integration/differential.rs`); they
+//! differ only for queries that themselves hold wildcard bytes and for patterns past the
+//! compiled matcher's limits (see `docs/kmod-loader.md#differences-from-libkmod`).
 //!
 //! # Memory of a compiled index
 //!

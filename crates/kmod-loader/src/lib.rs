@@ -95,8 +95,9 @@
 //! [`Resolver::load`] ([`ModuleIndex::load`]) compiles every alias pattern into one trie
 //! ([`matcher`]): lookups are much faster, at the cost of keeping the compiled index in
 //! memory. Both give the same plans as `modprobe` for every alias of Debian 12's kernels
-//! (`tests/differential.rs`, which `scripts/test` runs with `DEVMGR_REQUIRE_ALL_TESTS=1` so
-//! that it fails rather than skips when the kernels are missing).
+//! (`tests/integration/differential.rs`, which `scripts/test` runs with
+//! `DEVMGR_REQUIRE_ALL_TESTS=1` so that it fails rather than skips when the kernels are
+//! missing).
 //!
 //! Decompression uses pure-Rust crates (`lzma-rs`, `ruzstd`, `flate2` with miniz_oxide): no C
 //! toolchain or system library, and the output is bounded. Module loading is rare, so their

@@ -8,8 +8,6 @@
 //! only, so that no other test allocates while it counts.
 #![allow(unsafe_code)]
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::path::PathBuf;

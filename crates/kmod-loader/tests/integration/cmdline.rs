@@ -14,7 +14,7 @@
 //!
 //! Also here: `modules.weakdep` entries are never part of a plan.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

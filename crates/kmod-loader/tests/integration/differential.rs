@@ -6,8 +6,6 @@
 //! Skipped with a printed reason when the kernels or `modprobe` are missing, unless
 //! `DEVMGR_REQUIRE_ALL_TESTS=1`, in which case it fails instead.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -137,7 +135,7 @@ fn dedup_lines(lines: Vec<String>) -> Vec<String> {
 
 /// Every modalias of the reference QEMU guest (`shared/anchor/devices.sh`'s hardware on
 /// Debian's 6.12 kernel) after udevd loaded its drivers, dumped by `scripts/guest-modaliases`.
-const GUEST: &str = include_str!("fixtures/guest-6.12-modaliases.txt");
+const GUEST: &str = include_str!("../fixtures/guest-6.12-modaliases.txt");
 
 #[test]
 fn plans_equal_modprobe_show_depends_on_real_debian_kernels() {

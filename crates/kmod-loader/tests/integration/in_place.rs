@@ -6,7 +6,7 @@
 //! The Debian test is skipped with a printed reason when the kernels are missing, unless
 //! `DEVMGR_REQUIRE_ALL_TESTS=1`, in which case it fails instead.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
@@ -15,7 +15,7 @@ use kmod_loader::index::{Form, LOOKUP_WINDOW};
 use kmod_loader::{IndexError, ModuleIndex};
 
 /// Patterns of the index taken for the corpus: every `STRIDE`th (a debug build looks up a few
-/// thousand aliases a second in place; `tests/differential.rs` covers every pattern).
+/// thousand aliases a second in place; `differential.rs` covers every pattern).
 const STRIDE: usize = 5;
 
 /// Aliases a lookup could meet: one concrete string for every [`STRIDE`]th pattern, the same
@@ -39,7 +39,7 @@ fn corpus(index: &ModuleIndex) -> Vec<String> {
         out.insert(changed);
     }
     out.extend(
-        include_str!("fixtures/guest-6.12-modaliases.txt")
+        include_str!("../fixtures/guest-6.12-modaliases.txt")
             .lines()
             .map(str::to_owned),
     );

@@ -1,7 +1,7 @@
 //! Every index error path: typed errors naming the file and the fault, and fallback from a
 //! corrupt binary index to the text file.
 
-mod common;
+use crate::common;
 
 use common::{Fixture, FixtureModule, encode_index};
 use kmod_loader::Config;

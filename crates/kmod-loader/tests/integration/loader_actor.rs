@@ -1,7 +1,7 @@
 //! The loader actor with the real resolver on a fake module directory, a fake kernel, and the
 //! real syscalls on this machine's kernel.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Lookup order and load plans on a fake module directory (`docs/kmod-loader.md#resolving-an-alias`,
 //! `#load-plans`, `#reloading-on-change`).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

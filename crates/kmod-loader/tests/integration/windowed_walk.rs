@@ -3,8 +3,6 @@
 //! Debian's real indexes and on every input of the fuzz corpus, with windows small enough
 //! that nodes straddle their edges.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use kmod_loader::IndexError;
