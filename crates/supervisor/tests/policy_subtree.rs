@@ -221,14 +221,6 @@ fn parent(children: Vec<(&'static str, Runnable)>) -> Runnable {
     })
 }
 
-fn rescheduled(logs: &LogRecorder, dn: &str) -> Vec<String> {
-    let prefix = format!("rescheduling supervised node {dn} with backoff ");
-    logs.entries_at(SUPERVISOR_DN)
-        .into_iter()
-        .filter_map(|e| e.message.strip_prefix(&prefix).map(str::to_string))
-        .collect()
-}
-
 /// devmgr mounted at `root.agent.devices` gets its own policy, written relative to its node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_nodes_of_a_mounted_subtree_restart_with_the_attached_policy() {

@@ -6,7 +6,8 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use supervisor::{
-    BoxError, Canceled, Context, NodeState, RandomSource, RunResult, Runnable, Signal, Supervisor,
+    BoxError, Canceled, Context, LogRecorder, NodeState, Options, RandomSource, RunResult,
+    Runnable, SUPERVISOR_DN, Severity, Signal, Supervisor,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -278,4 +279,72 @@ impl Recording {
             .find(|s| s.is_exited())
             .expect("an exit state")
     }
+}
+
+/// A running supervisor with what the tests observe it through.
+pub struct Fixture {
+    /// The supervisor.
+    pub s: Supervisor,
+    /// Every state each node went through.
+    pub m: Arc<Recording>,
+    /// Every log line.
+    pub logs: LogRecorder,
+}
+
+/// A supervisor of `root` with a recording metrics sink, a log recorder and backoff jitter
+/// fixed at r=0 (delays at the low end of their ranges, `docs/supervisor.md#restart-backoff`:
+/// 250 ms, 375 ms, ...).
+pub async fn start(root: Runnable) -> Fixture {
+    start_with(root, |options| options).await
+}
+
+/// [`start`] with more options: `more` adds to the fixture's (another metrics sink, a restart
+/// policy, `propagate_panic`, ...).
+pub async fn start_with(root: Runnable, more: impl FnOnce(Options) -> Options) -> Fixture {
+    quiet_runnable_panics();
+    let m = Arc::new(Recording::default());
+    let logs = LogRecorder::new();
+    let options = Options::new()
+        .metrics(m.clone())
+        .log_recorder(logs.clone())
+        .random_source(|| Box::new(Fixed(0.0)));
+    let s = Supervisor::new(root, more(options))
+        .await
+        .expect("supervisor starts");
+    Fixture { s, m, logs }
+}
+
+/// The backoffs the supervisor logged for `dn`'s restarts so far (`"250ms"`, ...).
+pub fn rescheduled(logs: &LogRecorder, dn: &str) -> Vec<String> {
+    let prefix = format!("rescheduling supervised node {dn} with backoff ");
+    logs.entries_at(SUPERVISOR_DN)
+        .into_iter()
+        .filter_map(|e| e.message.strip_prefix(&prefix).map(str::to_string))
+        .collect()
+}
+
+/// [`rescheduled`], once `dn` has been rescheduled at least `n` times.
+pub async fn wait_rescheduled(logs: &LogRecorder, dn: &str, n: usize) -> Vec<String> {
+    eventually(&format!("{dn} rescheduled {n} times"), || {
+        rescheduled(logs, dn).len() >= n
+    })
+    .await;
+    rescheduled(logs, dn)
+}
+
+/// The fatal log lines of `dn` (why it died).
+pub fn fatal_at(logs: &LogRecorder, dn: &str) -> Vec<String> {
+    logs.entries_at(dn)
+        .into_iter()
+        .filter(|e| e.severity == Severity::Fatal)
+        .map(|e| e.message)
+        .collect()
+}
+
+/// A runnable that waits for its context to be cancelled and returns the cancellation error.
+pub fn waits_for_cancel() -> Runnable {
+    Runnable::new(|ctx: Context| async move {
+        ctx.cancelled().await;
+        RunResult::Err(Canceled.into())
+    })
 }
