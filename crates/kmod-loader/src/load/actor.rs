@@ -269,11 +269,14 @@ impl LoaderState {
         if plans.is_empty() && self.args.dry_run {
             tracing::info!(%modalias, "nothing to load");
         }
+        // Each plan, and whether it is due now (the ENODEV memory skips it for a replay; a
+        // later run for a device that really appeared tries it).
         let mut to_run = Vec::with_capacity(plans.len());
         for plan in plans {
             if !self.cache.should_try(&plan.target, &modalias, synthetic) {
                 self.stats.skipped_no_device += 1;
                 tracing::debug!(%modalias, module = %plan.target, "skipped: no device for it last time");
+                to_run.push((plan, false));
                 continue;
             }
             self.stats.plans += 1;
@@ -283,15 +286,19 @@ impl LoaderState {
                 }
                 continue;
             }
-            to_run.push(plan);
+            to_run.push((plan, true));
         }
-        if to_run.is_empty() {
+        if !to_run.iter().any(|(_, due)| *due) {
             return;
         }
         let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
             return;
         };
-        let targets = to_run.iter().map(|p| p.target.clone()).collect();
+        let targets = to_run
+            .iter()
+            .filter(|(_, due)| *due)
+            .map(|(p, _)| p.target.clone())
+            .collect();
         let running = Running::start(
             &self.running,
             &self.last_activity,
@@ -304,14 +311,9 @@ impl LoaderState {
         // independent and run in parallel; requests for this one meanwhile make one more run.
         tokio::spawn(async move {
             let _running = running;
-            // `None` for the first run (its plans were filtered when they were resolved), then
-            // whether the requests folded into this run were all replays.
-            let mut rerun: Option<bool> = None;
+            let mut every = false;
             loop {
-                let due = to_run.iter().filter(|p| {
-                    rerun.is_none_or(|synthetic| cache.should_try(&p.target, &modalias, synthetic))
-                });
-                for plan in due {
+                for (plan, _) in to_run.iter().filter(|(_, due)| every || *due) {
                     let outcomes = loader.run(plan).await;
                     let target = outcomes
                         .iter()
@@ -320,10 +322,11 @@ impl LoaderState {
                         .map_or(Outcome::Skipped, |(_, o)| *o);
                     cache.record(&plan.target, &modalias, target);
                 }
-                rerun = flight.next();
-                if rerun.is_none() {
+                if !flight.again() {
                     break;
                 }
+                // For a device that really appeared: every plan, as its own event would.
+                every = true;
             }
             drop(slot);
         });
@@ -547,6 +550,43 @@ mod tests {
             stats.loads.loaded, 2,
             "t10_pi and sd_mod, once: the kernel has them after"
         );
+        actor.stop(None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replays_of_one_alias_take_the_outcome_of_the_run_under_way() {
+        // Both CPUs of a machine replayed by coldplug; the model's module finds no device.
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let cpu = "cpu:type:x86,ven0002fam0019mod0001:feature:,0000";
+        let resolver = MapResolver(HashMap::from([(
+            cpu.to_string(),
+            vec![plan(modules.path(), "amd64_edac", &["edac_mce_amd"])],
+        )]));
+        let kernel = Arc::new(
+            FakeKernel::new(Duration::from_millis(200)).failing("edac_mce_amd", Errno::ENODEV),
+        );
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 4));
+        let args = LoaderArgs {
+            resolver: Box::new(resolver),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        actor
+            .send_message(LoaderMsg::Events(
+                vec![event(1, cpu, true), event(2, cpu, true)],
+                None,
+            ))
+            .unwrap();
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(
+            kernel.calls("edac_mce_amd"),
+            1,
+            "one attempt answers for both"
+        );
+        let stats = call!(actor, LoaderMsg::Stats).unwrap();
+        assert_eq!((stats.events, stats.folded), (2, 1));
         actor.stop(None);
     }
 

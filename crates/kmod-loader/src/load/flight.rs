@@ -1,9 +1,14 @@
 //! One run at a time per alias: the loader actor folds a request for an alias whose plans run
-//! now into one more run of them once they end, so a thousand devices with the same `MODALIAS`
-//! added at once (the logical units of a SCSI target: `scsi:t-0x00`) make two runs, not a
-//! thousand tasks waiting on the same module. The extra run keeps udev's outcome: a device added
-//! while the module loaded is bound by it anyway (the driver probes every device present when it
-//! registers, and every device added after), and if the load failed the device gets its own try.
+//! now into that run, so a thousand devices with the same `MODALIAS` added at once (the logical
+//! units of a SCSI target: `scsi:t-0x00`) make one or two runs, not a thousand tasks waiting on
+//! the same module.
+//!
+//! A replayed device (coldplug) existed before the run started, so the run's outcome is its
+//! outcome: its driver probed it when it registered, or it failed for it too — as the single
+//! flight per module gave a second plan the first one's outcome. A device that really appeared
+//! meanwhile gets one more run once the current one ends: if the load succeeded, it finds the
+//! module live and does nothing (the driver bound the device as it was added); if it failed, the
+//! new device gets its own try, as it would under udev.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -11,9 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// The aliases whose plans run, each with the run asked for meanwhile, if any.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    /// Alias → `Some(synthetic)` once a request came in while it ran: whether every such
-    /// request was a replay (only then does the `ENODEV` memory apply to the next run).
-    runs: Mutex<HashMap<String, Option<bool>>>,
+    /// Alias → whether a device that really appeared (not a replay) asked for it while it ran.
+    runs: Mutex<HashMap<String, bool>>,
 }
 
 /// What [`Flights::ask`] decided.
@@ -21,30 +25,31 @@ pub(crate) struct Flights {
 pub(crate) enum Asked {
     /// Nothing runs for the alias: resolve it and start a run ([`Flights::start`]).
     Start,
-    /// A run is under way: one more follows it.
+    /// A run is under way and answers for this request too (one more follows it for a device
+    /// that really appeared).
     Folded,
 }
 
 impl Flights {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Option<bool>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, bool>> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A request for `alias` (`synthetic`: a replayed device).
     pub(crate) fn ask(&self, alias: &str, synthetic: bool) -> Asked {
         match self.lock().get_mut(alias) {
-            Some(next) => {
-                *next = Some(next.map_or(synthetic, |all| all && synthetic));
+            Some(again) => {
+                *again |= !synthetic;
                 Asked::Folded
             }
             None => Asked::Start,
         }
     }
 
-    /// A run of `alias` starts; the alias counts as running until [`Flight::next`] says no
-    /// more runs are asked for, or the flight is dropped (its task ended early or panicked).
+    /// A run of `alias` starts; the alias counts as running until [`Flight::again`] says no
+    /// more runs are due, or the flight is dropped (its task ended early or panicked).
     pub(crate) fn start(self: &Arc<Self>, alias: String) -> Flight {
-        self.lock().insert(alias.clone(), None);
+        self.lock().insert(alias.clone(), false);
         Flight {
             flights: Arc::clone(self),
             alias,
@@ -62,22 +67,22 @@ pub(crate) struct Flight {
 }
 
 impl Flight {
-    /// Once a run ended: `Some(synthetic)` if another was asked for meanwhile (it is then
-    /// under way), else `None`, and the alias no longer counts as running.
-    pub(crate) fn next(&mut self) -> Option<bool> {
+    /// Once a run ended: whether another is due (a device that really appeared asked
+    /// meanwhile; it is then under way). If not, the alias no longer counts as running.
+    pub(crate) fn again(&mut self) -> bool {
         let mut runs = self.flights.lock();
-        let next = runs.get_mut(&self.alias).and_then(Option::take);
-        if next.is_none() {
+        let again = runs.get_mut(&self.alias).is_some_and(std::mem::take);
+        if !again {
             runs.remove(&self.alias);
             self.landed = true;
         }
-        next
+        again
     }
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
-        // Only while it still counts as running: after `next` said none, a new flight of the
+        // Only while it still counts as running: after `again` said no, a new flight of the
         // same alias may have started and owns the entry.
         if !self.landed {
             self.flights.lock().remove(&self.alias);
@@ -90,9 +95,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_while_an_alias_runs_fold_into_one_more_run() {
+    fn replays_fold_into_the_run_under_way_and_a_new_device_into_one_more() {
         let flights = Arc::new(Flights::default());
-        assert_eq!(flights.ask("scsi:t-0x00", true), Asked::Start);
+        assert_eq!(flights.ask("scsi:t-0x00", false), Asked::Start);
         let mut flight = flights.start("scsi:t-0x00".into());
         for _ in 0..1000 {
             assert_eq!(flights.ask("scsi:t-0x00", true), Asked::Folded);
@@ -102,19 +107,15 @@ mod tests {
             Asked::Start,
             "other aliases run"
         );
-        assert_eq!(flight.next(), Some(true), "one more run, of replays only");
-        assert_eq!(flight.next(), None, "nothing asked during it");
+        assert!(!flight.again(), "replays need no run of their own");
         assert_eq!(flights.ask("scsi:t-0x00", true), Asked::Start, "landed");
-    }
 
-    #[test]
-    fn one_new_device_among_replays_makes_the_next_run_a_new_devices() {
-        let flights = Arc::new(Flights::default());
-        let mut flight = flights.start("a".into());
-        flights.ask("a", true);
-        flights.ask("a", false);
-        flights.ask("a", true);
-        assert_eq!(flight.next(), Some(false));
+        let mut flight = flights.start("scsi:t-0x00".into());
+        for synthetic in [true, false, true, false] {
+            assert_eq!(flights.ask("scsi:t-0x00", synthetic), Asked::Folded);
+        }
+        assert!(flight.again(), "new devices: one more run");
+        assert!(!flight.again(), "nothing asked during it");
     }
 
     #[test]
@@ -124,7 +125,7 @@ mod tests {
         drop(early); // its task panicked
         assert_eq!(flights.ask("a", false), Asked::Start);
         let mut landed = flights.start("a".into());
-        assert_eq!(landed.next(), None);
+        assert!(!landed.again());
         let current = flights.start("a".into());
         drop(landed);
         assert_eq!(
