@@ -103,6 +103,15 @@ async fn the_harness_reraises_a_panic_while_a_runnable_still_ignores_cancellatio
         .unwrap();
     got("stubborn running", &mut stubborn_running).await;
     go_tx.send(()).unwrap();
+    // The panic is in before `finish` shuts the tree down (a shutdown first could cancel
+    // `bad` before it panics, and then `stubborn` would hold `finish` forever).
+    {
+        let s = h.supervisor();
+        eventually("bad to die of its panic", || {
+            s.node_state("root.bad") == Some(NodeState::Dead)
+        })
+        .await;
+    }
     let err = within("finish to re-raise the panic", tokio::spawn(h.finish()))
         .await
         .expect_err("finish must re-raise the panic");
