@@ -10,7 +10,6 @@ mod common;
 mod contexts;
 mod exit_classification;
 mod harness;
-mod logging;
 mod metrics;
 mod names;
 mod panics;
