@@ -406,9 +406,10 @@ impl fmt::Display for Summary {
                 let failed: u64 = s.loads.failed.values().sum();
                 write!(
                     f,
-                    "devmgr: loader{}: {} lookups, {} unresolved, {} plans, {} modules loaded ({:.3}s loading), {} already loaded, {} failed{}, {} skipped (no device last time), {} index reloads{}",
+                    "devmgr: loader{}: {} lookups ({} folded into a running plan), {} unresolved, {} plans, {} modules loaded ({:.3}s loading), {} already loaded, {} failed{}, {} skipped (no device last time), {} index reloads{}",
                     if self.dry_run { " (dry run)" } else { "" },
                     s.events,
+                    s.folded,
                     s.unresolved,
                     s.plans,
                     s.loads.loaded,
