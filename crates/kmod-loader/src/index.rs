@@ -8,10 +8,11 @@
 //!
 //! # Two ways
 //!
-//! [`ModuleIndex::load`] compiles the index (below); [`ModuleIndex::open`] walks each binary
-//! file once to check it, then looks it up in place at every lookup
-//! ([`BinFile::search_wild`], [`BinFile::search`]), keeping only four [`LOOKUP_WINDOW`]s per
-//! file. Text fallbacks are compiled either way. Both give the same answer for every
+//! `ModuleIndex::load` (cargo feature `compiled-index`) compiles the index (below);
+//! [`ModuleIndex::open`] walks each binary file once to check it, then looks it up in place
+//! at every lookup ([`BinFile::search_wild`], [`BinFile::search`]), keeping only four
+//! [`LOOKUP_WINDOW`]s per file; its text fallbacks keep the alias patterns as written and try
+//! each with `fnmatch` at a lookup (a plain scan). Both give the same answer for every
 //! modalias (`tests/integration/in_place.rs`, `tests/integration/differential.rs`); they
 //! differ only for queries that themselves hold wildcard bytes and for patterns past the
 //! compiled matcher's limits (see `docs/kmod-loader.md#differences-from-libkmod`).
@@ -19,7 +20,7 @@
 //! # Memory of a compiled index
 //!
 //! Index files are read whole, compiled, and dropped: what stays is the alias matchers (see
-//! [`crate::matcher`]), one `u32` per alias pattern (the index of its (module, priority) pair),
+//! the `matcher` module), one `u32` per alias pattern (the index of its (module, priority) pair),
 //! the module names of the aliases in one string buffer, and `modules.dep` as a table of
 //! module names (sorted, for binary search) to a path id and a run of dependency path ids,
 //! every distinct path stored once; lines that do not parse are kept verbatim and reported
@@ -43,7 +44,9 @@ use tracing::{debug, warn};
 use crate::binindex::{BinFile, BinIndex, MAX_FILE_LEN, read_limited};
 use crate::error::IndexError;
 use crate::fasthash::FnvMap;
-use crate::matcher::{AliasMatcher, SortedBuilder, accepts};
+use crate::fnmatch::{compile_into, fnmatch};
+#[cfg(feature = "compiled-index")]
+use crate::matcher::{AliasMatcher, SortedBuilder};
 use crate::normalize::{module_name_from_path, normalize_alias};
 use crate::strs::{Interner, Strs};
 
@@ -84,11 +87,140 @@ pub struct DepEntry {
 /// An entry of an alias set whose pattern the matcher refused.
 const REJECTED: u32 = u32::MAX;
 
-/// Compiled aliases of one alias index.
+/// Whether an alias pattern counts in [`ModuleIndex::alias_count`]: it can match something,
+/// and, when the compiled matcher is built in, it is within that matcher's limits (so that an
+/// index loaded and the same index opened give the same count).
+fn counted(pattern: &[u8]) -> bool {
+    #[cfg(feature = "compiled-index")]
+    let counted = crate::matcher::accepts(pattern);
+    #[cfg(not(feature = "compiled-index"))]
+    let counted = compile_into(pattern, &mut Vec::new());
+    counted
+}
+
+/// The patterns of an alias set, as they are matched; values are entry numbers.
+#[derive(Debug, Clone)]
+enum Patterns {
+    /// Compiled into one trie ([`crate::matcher`]): a [`ModuleIndex::load`]ed index.
+    #[cfg(feature = "compiled-index")]
+    Compiled(AliasMatcher),
+    /// Kept as written and tried one by one with [`fnmatch`]: the text fallbacks of an index
+    /// looked up in place (rare, and looked up a few times per boot).
+    Scan(Scan),
+}
+
+impl Default for Patterns {
+    fn default() -> Self {
+        Patterns::Scan(Scan::default())
+    }
+}
+
+/// Patterns in one buffer: (end in `bytes`, entry) per pattern, in the order given.
+#[derive(Debug, Clone, Default)]
+struct Scan {
+    bytes: Vec<u8>,
+    ends: Vec<(u32, u32)>,
+}
+
+impl Scan {
+    /// Keeps `pattern` unless it can match nothing.
+    fn insert(&mut self, pattern: &[u8], entry: u32) -> bool {
+        if !compile_into(pattern, &mut Vec::new()) {
+            return false;
+        }
+        self.bytes.extend_from_slice(pattern);
+        self.ends.push((self.bytes.len() as u32, entry));
+        true
+    }
+
+    fn find(&self, query: &[u8]) -> Vec<u32> {
+        let mut start = 0;
+        let mut hits = Vec::new();
+        for &(end, entry) in &self.ends {
+            if fnmatch(&self.bytes[start..end as usize], query) {
+                hits.push(entry);
+            }
+            start = end as usize;
+        }
+        hits
+    }
+
+    fn finish(mut self) -> Self {
+        self.bytes.shrink_to_fit();
+        self.ends.shrink_to_fit();
+        self
+    }
+}
+
+impl Patterns {
+    /// An empty set to add patterns to: compiled, or scanned (always without the
+    /// `compiled-index` feature).
+    fn builder(compiled: bool, size_hint: usize) -> PatternsBuilder {
+        #[cfg(feature = "compiled-index")]
+        if compiled {
+            return PatternsBuilder::Compiled(Box::new(SortedBuilder::new(size_hint / 2)));
+        }
+        let _ = (compiled, size_hint);
+        PatternsBuilder::Scan(Scan::default())
+    }
+
+    fn find(&self, query: &[u8]) -> Vec<u32> {
+        match self {
+            #[cfg(feature = "compiled-index")]
+            Patterns::Compiled(m) => m.find(query),
+            Patterns::Scan(s) => s.find(query),
+        }
+    }
+
+    /// Trie nodes of a compiled set, patterns of a scanned one.
+    fn size(&self) -> usize {
+        match self {
+            #[cfg(feature = "compiled-index")]
+            Patterns::Compiled(m) => m.node_count(),
+            Patterns::Scan(s) => s.ends.len(),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            #[cfg(feature = "compiled-index")]
+            Patterns::Compiled(m) => m.heap_bytes(),
+            Patterns::Scan(s) => s.bytes.capacity() + s.ends.capacity() * 8,
+        }
+    }
+}
+
+/// [`Patterns`] being built.
+enum PatternsBuilder {
+    #[cfg(feature = "compiled-index")]
+    Compiled(Box<SortedBuilder>),
+    Scan(Scan),
+}
+
+impl PatternsBuilder {
+    /// Adds a pattern; `false` if it was refused.
+    fn insert(&mut self, pattern: &[u8], entry: u32) -> bool {
+        match self {
+            #[cfg(feature = "compiled-index")]
+            PatternsBuilder::Compiled(b) => b.insert(pattern, entry),
+            PatternsBuilder::Scan(s) => s.insert(pattern, entry),
+        }
+    }
+
+    fn finish(self) -> Patterns {
+        match self {
+            #[cfg(feature = "compiled-index")]
+            PatternsBuilder::Compiled(b) => Patterns::Compiled(b.finish()),
+            PatternsBuilder::Scan(s) => Patterns::Scan(s.finish()),
+        }
+    }
+}
+
+/// The aliases of one alias index, with what orders their matches as libkmod does.
 #[derive(Debug, Clone, Default)]
 struct AliasSet {
     /// Values are entry numbers (the position of the pattern in the index).
-    matcher: AliasMatcher,
+    matcher: Patterns,
     /// Per entry: its (module, priority) in `pairs`, or [`REJECTED`].
     entries: Vec<u32>,
     /// Distinct (module name id, libkmod priority).
@@ -160,17 +292,19 @@ impl PostOrder {
 }
 
 impl AliasSet {
-    /// `source` feeds the patterns; `size_hint` is the size of the file they come from.
+    /// `source` feeds the patterns; `size_hint` is the size of the file they come from;
+    /// `compiled`: whether to compile them (see [`Patterns`]).
     fn build<S>(
         mut source: S,
         names: &mut Interner,
         size_hint: usize,
+        compiled: bool,
     ) -> Result<AliasSet, IndexError>
     where
         S: FnMut(&mut Sink<'_>) -> Result<(), IndexError>,
     {
         let mark = names.len();
-        let mut matcher = SortedBuilder::new(size_hint / 2);
+        let mut matcher = Patterns::builder(compiled, size_hint);
         let mut entries = Vec::new();
         let mut pairs = Vec::new();
         let mut pair_ids: FnvMap<(u32, u32), u32> = FnvMap::default();
@@ -596,7 +730,7 @@ fn checked_in_place(path: &Path, aliases: bool) -> Result<(InPlace, usize), Inde
         off += 1;
         if aliases {
             utf8(path, "module name", value, off)?;
-            count += usize::from(accepts(key));
+            count += usize::from(counted(key));
         }
         Ok(())
     })?;
@@ -620,6 +754,7 @@ impl ModuleIndex {
     /// Loads the index of `dir` (e.g. `/lib/modules/6.12.100+deb12-amd64`), compiled: the
     /// alias patterns into matchers, `modules.dep` into a table: slower to open and larger
     /// in memory than [`ModuleIndex::open`], but each lookup is much faster.
+    #[cfg(feature = "compiled-index")]
     pub fn load(dir: &Path) -> Result<Self, IndexError> {
         Self::read(dir, false)
     }
@@ -628,13 +763,15 @@ impl ModuleIndex {
     /// dependency files are checked whole (a walk of every node, so that a corrupt file falls
     /// back to its text form now, not at a lookup) and then read again at each lookup, a few
     /// [`LOOKUP_WINDOW`]s at a time; nothing of them is kept but four windows per file. Text
-    /// fallbacks are compiled as [`ModuleIndex::load`] does. No heap beyond the windows is
-    /// kept for the binary files.
+    /// fallbacks are kept as written and scanned with `fnmatch` at each lookup. No heap beyond
+    /// the windows is kept for the binary files.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         Self::read(dir, true)
     }
 
-    fn read(dir: &Path, in_place: bool) -> Result<Self, IndexError> {
+    /// [`ModuleIndex::open`] if `in_place`, else `ModuleIndex::load` (which only the
+    /// `compiled-index` feature offers).
+    pub(crate) fn read(dir: &Path, in_place: bool) -> Result<Self, IndexError> {
         let mut idx = ModuleIndex {
             dir: dir.to_owned(),
             in_place,
@@ -665,7 +802,7 @@ impl ModuleIndex {
         debug!(
             dir = %dir.display(),
             aliases = idx.alias_count(),
-            alias_nodes = idx.aliases.matcher.node_count(),
+            alias_nodes = idx.aliases.matcher.size(),
             in_place,
             heap_bytes = idx.heap_bytes(),
             forms = ?idx.forms,
@@ -680,7 +817,7 @@ impl ModuleIndex {
     }
 
     /// Whether the index was [`ModuleIndex::open`]ed (binary files looked up in place) rather
-    /// than [`ModuleIndex::load`]ed.
+    /// than loaded (`ModuleIndex::load`).
     pub fn in_place(&self) -> bool {
         self.in_place
     }
@@ -739,7 +876,7 @@ impl ModuleIndex {
                 bin.for_each(|key, _, value| {
                     off += 1;
                     let module = utf8(&path, "module name", value, off)?;
-                    if accepts(key) {
+                    if counted(key) {
                         out.push((key.to_vec(), module.to_owned()));
                     }
                     Ok(())
@@ -748,7 +885,7 @@ impl ModuleIndex {
             }
             Form::Text => Ok(read_alias_text(&self.dir.join("modules.alias"))?
                 .into_iter()
-                .filter(|(p, _)| accepts(p.as_bytes()))
+                .filter(|(p, _)| counted(p.as_bytes()))
                 .map(|(p, m)| (p.into_bytes(), m))
                 .collect()),
             Form::Absent => Ok(Vec::new()),
@@ -769,6 +906,7 @@ impl ModuleIndex {
             },
             names,
             size,
+            true,
         )
     }
 
@@ -784,7 +922,7 @@ impl ModuleIndex {
         };
         let text = self.dir.join("modules.alias");
         match binary_or_text(from_bin, &text, "alias index", |text| {
-            Self::alias_set_from_text(text, names)
+            Self::alias_set_from_text(text, names, !in_place)
         }) {
             Ok((form, set)) => {
                 self.forms.alias = form;
@@ -797,7 +935,11 @@ impl ModuleIndex {
         }
     }
 
-    fn alias_set_from_text(path: &Path, names: &mut Interner) -> Result<AliasSet, IndexError> {
+    fn alias_set_from_text(
+        path: &Path,
+        names: &mut Interner,
+        compiled: bool,
+    ) -> Result<AliasSet, IndexError> {
         // depmod writes modules.alias in module order: a module's first line is its priority.
         let mut first_seen: FnvMap<String, u32> = FnvMap::default();
         let rows = read_alias_text(path)?
@@ -808,7 +950,7 @@ impl ModuleIndex {
                 (pattern, module, priority)
             })
             .collect();
-        AliasSet::build(sorted_rows(rows), names, 0)
+        AliasSet::build(sorted_rows(rows), names, 0, compiled)
     }
 
     fn load_deps(&mut self, in_place: bool) -> Result<(), IndexError> {
@@ -917,7 +1059,7 @@ impl ModuleIndex {
         };
         let modinfo = self.dir.join("modules.builtin.modinfo");
         match binary_or_text(from_bin, &modinfo, "builtin alias index", |modinfo| {
-            Self::builtin_aliases_from_modinfo(modinfo, names)
+            Self::builtin_aliases_from_modinfo(modinfo, names, !in_place)
         }) {
             Ok((form, set)) => {
                 self.forms.builtin_alias = form;
@@ -936,6 +1078,7 @@ impl ModuleIndex {
     fn builtin_aliases_from_modinfo(
         path: &Path,
         names: &mut Interner,
+        compiled: bool,
     ) -> Result<AliasSet, IndexError> {
         let data = read_limited(path, MAX_FILE_LEN)?;
         let mut rows = Vec::new();
@@ -954,7 +1097,7 @@ impl ModuleIndex {
                 Err(e) => debug!(file = %path.display(), record = n, error = %e, "skipping alias"),
             }
         }
-        AliasSet::build(sorted_rows(rows), names, 0)
+        AliasSet::build(sorted_rows(rows), names, 0, compiled)
     }
 
     fn match_set(&self, set: &AliasSet, alias: &str) -> Vec<String> {

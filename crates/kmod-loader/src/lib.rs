@@ -12,7 +12,7 @@
 //! use kmod_loader::{Resolver, ResolverOptions, Step};
 //!
 //! // /lib/modules/$(uname -r), libkmod's modprobe.d directories, /proc/cmdline:
-//! let resolver = Resolver::load(ResolverOptions::default())?;
+//! let resolver = Resolver::open(ResolverOptions::default())?;
 //! let plan = resolver.plan("pci:v00008086d00001533sv00008086sd00000000bc02sc00i00")?;
 //! for step in &plan.steps {
 //!     match step {
@@ -33,7 +33,7 @@
 //!   loops and dangling offsets detected, sizes bounded), walked whole or searched in place.
 //! * [`index`] — the module directory: binary indexes with text fallbacks.
 //! * [`fnmatch`] — `fnmatch(3)` with flags 0, byte-wise.
-//! * [`matcher`] — all alias patterns compiled into one trie.
+//! * `matcher` — all alias patterns compiled into one trie (cargo feature `compiled-index`).
 //! * [`Config`] — modprobe.d, `modules.softdep`, the kernel command line.
 //! * [`Resolver`] — lookup order ([`Resolver::lookup`]) and load plans ([`Resolver::plan`],
 //!   [`Resolver::module_plans`]), reloading on change ([`Stamp`]).
@@ -92,9 +92,19 @@
 //! search ([`binindex::BinFile::search_wild`]). devmgr's daemon and `devmgr resolve` use it:
 //! a boot looks up few aliases, so holding next to nothing is worth more than fast lookups.
 //!
-//! [`Resolver::load`] ([`ModuleIndex::load`]) compiles every alias pattern into one trie
-//! ([`matcher`]): lookups are much faster, at the cost of keeping the compiled index in
-//! memory. Both give the same plans as `modprobe` for every alias of Debian 12's kernels
+//! When a binary file is missing or corrupt, its text form (`modules.alias`,
+//! `modules.builtin.modinfo`) is read instead and kept as written: a lookup tries each
+//! pattern with [`fnmatch`](fnmatch::fnmatch), in file order, and orders the matches as
+//! libkmod does. That is slower per lookup than the binary search, and it is the rare case.
+//!
+//! `Resolver::load` (`ModuleIndex::load`) compiles every alias pattern, binary or text, into
+//! one trie (the `matcher` module): lookups are much faster, at the cost of keeping the
+//! compiled index in memory and about 1,400 more lines of code. It sits behind the cargo
+//! feature `compiled-index`, off by default, rather than being removed: the benchmarks
+//! against libkmod, the differential and property tests (which check lookups in place against
+//! it), and the fuzz target's `index_reader` use it, and an embedder that looks up many
+//! aliases may want it. The shipped binary, built without the feature, does not contain it.
+//! Both ways give the same plans as `modprobe` for every alias of Debian 12's kernels
 //! (`tests/integration/differential.rs`, which `scripts/test` runs with
 //! `DEVMGR_REQUIRE_ALL_TESTS=1` so that it fails rather than skips when the kernels are
 //! missing).
@@ -106,9 +116,9 @@
 //! Benchmarks (lookups against libkmod, memory, the worker pool) and the commands that
 //! produce them are in `crates/kmod-loader/BENCH.md`.
 
-// Public modules: the index readers and the matcher are used on their own (the `fuzz` crate's
-// `index_reader` target drives them directly; `devmgr trigger` matches with `fnmatch`), and
-// `load` groups the loader. Everything else is private and re-exported below.
+// Public modules: the index readers and the matcher (feature `compiled-index`) are used on
+// their own (the `fuzz` crate's `index_reader` target drives them directly; `devmgr trigger`
+// matches with `fnmatch`), and `load` groups the loader. Everything else is private and re-exported below.
 pub mod binindex;
 mod config;
 mod error;
@@ -116,6 +126,7 @@ mod fasthash;
 pub mod fnmatch;
 pub mod index;
 pub mod load;
+#[cfg(feature = "compiled-index")]
 pub mod matcher;
 mod normalize;
 mod options;
@@ -126,6 +137,7 @@ mod strs;
 pub use config::{Command, Config, ConfigAlias, DEFAULT_CONFIG_DIRS, Softdep, Weakdep};
 pub use error::{AliasError, IndexError};
 pub use index::ModuleIndex;
+#[cfg(feature = "compiled-index")]
 pub use matcher::{AliasMatcher, AliasMatcherBuilder};
 pub use normalize::{MAX_ALIAS_LEN, module_name_from_path, normalize_alias, underscores};
 pub use options::ResolverOptions;

@@ -189,7 +189,9 @@ fn dedup_push(list: &mut Vec<ModuleRef>, m: ModuleRef) {
 }
 
 impl Resolver {
-    /// Loads the index, compiled ([`ModuleIndex::load`]), and the configuration.
+    /// Loads the index, compiled ([`ModuleIndex::load`]), and the configuration (cargo
+    /// feature `compiled-index`).
+    #[cfg(feature = "compiled-index")]
     pub fn load(options: ResolverOptions) -> Result<Self, IndexError> {
         Self::read(options, false)
     }
@@ -203,11 +205,7 @@ impl Resolver {
     fn read(options: ResolverOptions, in_place: bool) -> Result<Self, IndexError> {
         // Stamp first: a change during loading then shows up as stale on the next check.
         let stamp = Stamp::take(&options);
-        let index = if in_place {
-            ModuleIndex::open(&options.module_dir)?
-        } else {
-            ModuleIndex::load(&options.module_dir)?
-        };
+        let index = ModuleIndex::read(&options.module_dir, in_place)?;
         let config = Config::load(
             &options.config_dirs,
             Some(&options.module_dir),
