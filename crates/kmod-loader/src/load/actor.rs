@@ -512,20 +512,13 @@ mod tests {
     async fn a_thousand_devices_with_one_alias_make_one_running_plan_and_one_more_run() {
         // The logical units of a SCSI target hot-added at once: one alias, a slow load.
         let modules = tempfile::tempdir().unwrap();
-        let sys = tempfile::tempdir().unwrap();
         let lun = "scsi:t-0x00";
-        let resolver = MapResolver(HashMap::from([(
+        let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
+        let plans = HashMap::from([(
             lun.to_string(),
             vec![plan(modules.path(), "sd_mod", &["t10_pi"])],
-        )]));
-        let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 4));
-        let args = LoaderArgs {
-            resolver: Box::new(resolver),
-            loader,
-            dry_run: false,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        )]);
+        let (actor, _sys) = spawn_loader_on(plans, &kernel, 4, false).await;
         let added: Vec<Arc<Uevent>> = (1..=1000).map(|n| event(n, lun, false)).collect();
         for batch in added.chunks(128) {
             actor
@@ -557,22 +550,15 @@ mod tests {
     async fn replays_of_one_alias_take_the_outcome_of_the_run_under_way() {
         // Both CPUs of a machine replayed by coldplug; the model's module finds no device.
         let modules = tempfile::tempdir().unwrap();
-        let sys = tempfile::tempdir().unwrap();
         let cpu = "cpu:type:x86,ven0002fam0019mod0001:feature:,0000";
-        let resolver = MapResolver(HashMap::from([(
-            cpu.to_string(),
-            vec![plan(modules.path(), "amd64_edac", &["edac_mce_amd"])],
-        )]));
         let kernel = Arc::new(
             FakeKernel::new(Duration::from_millis(200)).failing("edac_mce_amd", Errno::ENODEV),
         );
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 4));
-        let args = LoaderArgs {
-            resolver: Box::new(resolver),
-            loader,
-            dry_run: false,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let plans = HashMap::from([(
+            cpu.to_string(),
+            vec![plan(modules.path(), "amd64_edac", &["edac_mce_amd"])],
+        )]);
+        let (actor, _sys) = spawn_loader_on(plans, &kernel, 4, false).await;
         actor
             .send_message(LoaderMsg::Events(
                 vec![event(1, cpu, true), event(2, cpu, true)],
@@ -593,9 +579,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_device_is_not_retried_for_replays_of_the_same_alias_but_is_for_a_new_device() {
         let modules = tempfile::tempdir().unwrap();
-        let sys = tempfile::tempdir().unwrap();
         let cpu = "cpu:type:x86,ven0000fam0006mod00CF:feature:,0000";
-        let resolver = MapResolver(HashMap::from([
+        let kernel = Arc::new(
+            FakeKernel::new(Duration::from_millis(1)).failing("acpi_cpufreq", Errno::ENODEV),
+        );
+        let plans = HashMap::from([
             (
                 cpu.to_string(),
                 vec![plan(modules.path(), "acpi_cpufreq", &["freq_table"])],
@@ -604,17 +592,8 @@ mod tests {
                 "pci:v1AF4".to_string(),
                 vec![plan(modules.path(), "virtio_net", &["net_failover"])],
             ),
-        ]));
-        let kernel = Arc::new(
-            FakeKernel::new(Duration::from_millis(1)).failing("acpi_cpufreq", Errno::ENODEV),
-        );
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
-        let args = LoaderArgs {
-            resolver: Box::new(resolver),
-            loader,
-            dry_run: false,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        ]);
+        let (actor, _sys) = spawn_loader_on(plans, &kernel, 2, false).await;
 
         let send =
             |events: Vec<Arc<Uevent>>| actor.send_message(LoaderMsg::Events(events, None)).unwrap();
@@ -758,16 +737,32 @@ mod tests {
         plans: HashMap<String, Vec<ModulePlan>>,
         dry_run: bool,
     ) -> (ActorRef<LoaderMsg>, Arc<FakeKernel>, tempfile::TempDir) {
-        let sys = tempfile::tempdir().unwrap();
         let kernel = Arc::new(FakeKernel::new(Duration::ZERO));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+        let (actor, sys) = spawn_loader_on(plans, &kernel, 2, dry_run).await;
+        (actor, kernel, sys)
+    }
+
+    /// A loader actor over `plans` that loads into `kernel` with `workers` workers; module
+    /// states are read below the temporary directory returned.
+    async fn spawn_loader_on(
+        plans: HashMap<String, Vec<ModulePlan>>,
+        kernel: &Arc<FakeKernel>,
+        workers: usize,
+        dry_run: bool,
+    ) -> (ActorRef<LoaderMsg>, tempfile::TempDir) {
+        let sys = tempfile::tempdir().unwrap();
+        let loader = Arc::new(Loader::new(
+            kernel.clone(),
+            SysModule::new(sys.path()),
+            workers,
+        ));
         let args = LoaderArgs {
             resolver: Box::new(MapResolver(plans)),
             loader,
             dry_run,
         };
         let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
-        (actor, kernel, sys)
+        (actor, sys)
     }
 
     #[tokio::test]
