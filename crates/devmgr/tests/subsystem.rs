@@ -75,6 +75,27 @@ async fn kill_and_resettle(observer: &mut Observer, kill: impl FnOnce()) -> u64 
     summary.loader.expect("a loader runs again").events
 }
 
+/// Waits (at most 60 s) until the subsystem settled; its summary and the counters of the
+/// loader's subscription then.
+async fn settled_and_loader_counts(
+    observer: &mut Observer,
+) -> (devmgr::observe::Summary, listener::SubscriberCounts) {
+    let summary = tokio::time::timeout(Duration::from_secs(60), observer.wait_settled())
+        .await
+        .expect("settles within 60 s")
+        .expect("subsystem alive");
+    let loader = summary
+        .listener
+        .as_ref()
+        .expect("listener counters")
+        .subscribers
+        .iter()
+        .find(|s| s.name.as_deref() == Some("loader"))
+        .expect("the loader's subscription")
+        .clone();
+    (summary, loader)
+}
+
 fn devices_with_modalias() -> u64 {
     let walk = coldplug::walk::devices(
         std::path::Path::new("/sys"),
@@ -261,16 +282,7 @@ async fn settled_waits_for_a_loader_that_fell_behind_and_the_replay_made_for_it(
             let _ = std::fs::write(device.join("uevent"), "add");
         }
     }
-    let summary = tokio::time::timeout(Duration::from_secs(60), observer.wait_settled())
-        .await
-        .expect("settles within 60 s")
-        .expect("subsystem alive");
-    let listener = summary.listener.expect("listener counters");
-    let loader_subscription = listener
-        .subscribers
-        .iter()
-        .find(|s| s.name.as_deref() == Some("loader"))
-        .expect("the loader's subscription");
+    let (summary, loader_subscription) = settled_and_loader_counts(&mut observer).await;
     assert!(
         loader_subscription.overflows > 0,
         "the boot's replay overflowed the held loader: {loader_subscription:?}"
@@ -317,16 +329,7 @@ async fn events_the_loader_looks_nothing_up_for_never_fill_its_queue() {
         devices > 2 * capacity,
         "this machine has {devices} devices, too few to fill a queue of {capacity}"
     );
-    let summary = tokio::time::timeout(Duration::from_secs(60), observer.wait_settled())
-        .await
-        .expect("settles within 60 s")
-        .expect("subsystem alive");
-    let listener = summary.listener.expect("listener counters");
-    let loader = listener
-        .subscribers
-        .iter()
-        .find(|s| s.name.as_deref() == Some("loader"))
-        .expect("the loader's subscription");
+    let (summary, loader) = settled_and_loader_counts(&mut observer).await;
     assert_eq!(
         (loader.dropped, loader.overflows),
         (0, 0),
