@@ -12,9 +12,8 @@
 //! `stall_ms=N` first holds the listener's reader thread for N ms from the first event it
 //! delivers (a subscriber that blocks, `listener::testing::stalling_subscription`), so the
 //! kernel's queue for the socket fills up and overruns for real: with a small receive buffer
-//! this makes the replay overrun the socket even where the reader would keep pace (measured:
-//! with 8 KiB and no pacing it kept pace with 390 devices on the build machine and 266 in the
-//! guest).
+//! this makes the replay overrun the socket even where the reader would keep pace (it does,
+//! even with an 8 KiB buffer and no pacing: scripts/vm-stress says so).
 //!
 //! `loader_capacity=N,loader_stall_ms=M` give the loader room for only N events in flight and
 //! hold it for M ms after its first batch (as slow loads would), so that its subscription
