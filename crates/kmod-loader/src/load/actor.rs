@@ -138,8 +138,9 @@ pub struct LoaderState {
     last_activity: Arc<std::sync::Mutex<Instant>>,
     /// The plans running, by start order (for `WaitStarted` and `RunningPlans`).
     book: Arc<Mutex<PlanBook>>,
-    /// The aliases whose plans run, one run at a time each.
-    flights: Arc<Flights>,
+    /// The aliases whose plans run, one run at a time each, with the next run reserved (in
+    /// the plan book) for a device that really appeared meanwhile.
+    flights: Arc<Flights<Running>>,
     stats: LoaderStats,
 }
 
@@ -243,6 +244,8 @@ impl LoaderState {
                 self.stats.reloads += 1;
                 // New modules or new options may bind where the old ones found no device.
                 self.cache = Arc::default();
+                // Runs under way keep the old plans: later requests start runs of their own.
+                self.flights = Arc::default();
             }
             Ok(false) => {}
             Err(err) => {
@@ -254,9 +257,26 @@ impl LoaderState {
     async fn load(&mut self, modalias: String, synthetic: bool) {
         self.stats.events += 1;
         touch(&self.last_activity);
-        if !self.args.dry_run && self.flights.ask(&modalias, synthetic) == Asked::Folded {
-            self.stats.folded += 1;
-            return;
+        if !self.args.dry_run {
+            let reserve = || {
+                // Every module of the alias: that run tries each, as the device's own event
+                // would.
+                let targets = self
+                    .args
+                    .resolver
+                    .plans(&modalias)
+                    .map(|plans| plans.into_iter().map(|p| p.target).collect())
+                    .unwrap_or_default();
+                Running::start(
+                    &self.running,
+                    &self.last_activity,
+                    (&self.book, modalias.clone(), targets),
+                )
+            };
+            if self.flights.ask(&modalias, synthetic, reserve) == Asked::Folded {
+                self.stats.folded += 1;
+                return;
+            }
         }
         let plans = match self.args.resolver.plans(&modalias) {
             Ok(plans) => plans,
@@ -310,10 +330,16 @@ impl LoaderState {
         // `kmod load`): the first gets the first chance to bind the device. Aliases are
         // independent and run in parallel; requests for this one meanwhile make one more run.
         tokio::spawn(async move {
-            let _running = running;
+            // The plan book's entry of the run under way; a reserved run's replaces it.
+            let mut _running = running;
             let mut every = false;
             loop {
                 for (plan, _) in to_run.iter().filter(|(_, due)| every || *due) {
+                    if every {
+                        // A device that really appeared: the ENODEV memory is forgotten, as
+                        // for its own event.
+                        cache.should_try(&plan.target, &modalias, false);
+                    }
                     let outcomes = loader.run(plan).await;
                     let target = outcomes
                         .iter()
@@ -322,9 +348,10 @@ impl LoaderState {
                         .map_or(Outcome::Skipped, |(_, o)| *o);
                     cache.record(&plan.target, &modalias, target);
                 }
-                if !flight.again() {
+                let Some(reserved) = flight.again() else {
                     break;
-                }
+                };
+                _running = reserved;
                 // For a device that really appeared: every plan, as its own event would.
                 every = true;
             }
@@ -528,8 +555,8 @@ mod tests {
         let running = call!(actor, LoaderMsg::RunningPlans).unwrap();
         assert_eq!(
             running.len(),
-            1,
-            "one plan runs for the alias, the other devices wait in it"
+            2,
+            "one run of the alias, and one more reserved for the devices added meanwhile"
         );
         call!(actor, LoaderMsg::WaitIdle).unwrap();
         let stats = call!(actor, LoaderMsg::Stats).unwrap();
@@ -697,6 +724,155 @@ mod tests {
         fn reload_if_changed(&mut self) -> Result<bool, IndexError> {
             Ok(self.1.swap(false, std::sync::atomic::Ordering::SeqCst))
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_steady_stream_of_one_alias_does_not_hold_back_wait_started() {
+        // Each run of the alias takes 200 ms; new devices keep coming until the wait returns.
+        let modules = tempfile::tempdir().unwrap();
+        let lun = "scsi:t-0x00";
+        let kernel = Arc::new(FakeKernel::new(Duration::from_millis(200)));
+        let plans = HashMap::from([(lun.to_string(), vec![plan(modules.path(), "sd_mod", &[])])]);
+        let (actor, _sys) = spawn_loader_on(plans, &kernel, 2, false).await;
+        let add = |seqnum| {
+            actor
+                .send_message(LoaderMsg::Events(vec![event(seqnum, lun, false)], None))
+                .unwrap()
+        };
+        add(1);
+        add(2); // folded: one more run reserved
+        let waiter = actor.clone();
+        let mut wait = tokio::spawn(async move { call!(waiter, LoaderMsg::WaitStarted) });
+        let mut seqnum = 3;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let returned = loop {
+            tokio::select! {
+                done = &mut wait => break done.is_ok(),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    add(seqnum);
+                    seqnum += 1;
+                    if tokio::time::Instant::now() > deadline {
+                        break false;
+                    }
+                }
+            }
+        };
+        assert!(
+            returned,
+            "WaitStarted waited for runs asked for after it ({seqnum} events sent)"
+        );
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        actor.stop(None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_device_folded_into_a_run_forgets_the_no_device_answer() {
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let alias = "platform:fake";
+        // No device at the first try; the device that really appears brings one.
+        let kernel = Arc::new(
+            FakeKernel::new(Duration::from_millis(200))
+                .with_sys_module(sys.path())
+                .failing_first("fake", Errno::ENODEV, 1),
+        );
+        let plans = HashMap::from([(alias.to_string(), vec![plan(modules.path(), "fake", &[])])]);
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+        let args = LoaderArgs {
+            resolver: Box::new(MapResolver(plans)),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let send = |seqnum, synthetic| {
+            actor
+                .send_message(LoaderMsg::Events(
+                    vec![event(seqnum, alias, synthetic)],
+                    None,
+                ))
+                .unwrap()
+        };
+        send(1, true); // a replay: ENODEV, remembered
+        send(2, false); // a real device, folded into that run: one more run, which loads it
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(kernel.calls("fake"), 2);
+        // rmmod, then a replay (a resync): the module is tried again, as udev would.
+        kernel.unload("fake");
+        send(3, true);
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(kernel.calls("fake"), 3, "the ENODEV answer was forgotten");
+        actor.stop(None);
+    }
+
+    /// Plans from a map that becomes `next` at the first reload after `changed` is set.
+    struct Swapping {
+        now: HashMap<String, Vec<ModulePlan>>,
+        next: HashMap<String, Vec<ModulePlan>>,
+        changed: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl PlanSource for Swapping {
+        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, ResolveError> {
+            Ok(self.now.get(modalias).cloned().unwrap_or_default())
+        }
+
+        fn reload_if_changed(&mut self) -> Result<bool, IndexError> {
+            let changed = self
+                .changed
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            if changed {
+                self.now = std::mem::take(&mut self.next);
+            }
+            Ok(changed)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_after_a_reload_runs_the_new_plans_not_the_running_ones() {
+        let modules = tempfile::tempdir().unwrap();
+        let sys = tempfile::tempdir().unwrap();
+        let alias = "pci:v8086d100E";
+        let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let resolver = Swapping {
+            now: HashMap::from([(alias.to_string(), vec![plan(modules.path(), "e1000", &[])])]),
+            // depmod ran: a second module matches the alias now.
+            next: HashMap::from([(
+                alias.to_string(),
+                vec![
+                    plan(modules.path(), "e1000", &[]),
+                    plan(modules.path(), "e1000_new", &[]),
+                ],
+            )]),
+            changed: Arc::clone(&changed),
+        };
+        let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
+        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
+        let args = LoaderArgs {
+            resolver: Box::new(resolver),
+            loader,
+            dry_run: false,
+        };
+        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let add = |seqnum| {
+            actor
+                .send_message(LoaderMsg::Events(vec![event(seqnum, alias, false)], None))
+                .unwrap()
+        };
+        add(1);
+        // Once the first run is under way: depmod ran.
+        while call!(actor, LoaderMsg::RunningPlans).unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        changed.store(true, std::sync::atomic::Ordering::SeqCst);
+        add(2); // its batch reloads first, while the first run still loads e1000
+        call!(actor, LoaderMsg::WaitIdle).unwrap();
+        assert_eq!(
+            kernel.calls("e1000_new"),
+            1,
+            "the new module was tried: {:?}",
+            kernel.all_calls()
+        );
+        actor.stop(None);
     }
 
     #[tokio::test]

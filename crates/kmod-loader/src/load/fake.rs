@@ -31,6 +31,8 @@ pub struct FakeKernel {
 
 #[derive(Debug, Default)]
 struct FakeState {
+    /// Modules that fail only their first loads: errno and how many loads still fail.
+    failing_first: HashMap<String, (Errno, usize)>,
     loaded: Vec<(String, String)>,
     calls: HashMap<String, usize>,
     userspace_images: usize,
@@ -67,6 +69,15 @@ impl FakeKernel {
     /// Loading `module` fails with `errno`.
     pub fn failing(mut self, module: &str, errno: Errno) -> FakeKernel {
         self.failures.insert(module.to_owned(), errno);
+        self
+    }
+
+    /// Loading `module` fails with `errno` the first `times` times, then works (a device that
+    /// was not there at the first tries).
+    pub fn failing_first(self, module: &str, errno: Errno, times: usize) -> FakeKernel {
+        self.lock()
+            .failing_first
+            .insert(module.to_owned(), (errno, times));
         self
     }
 
@@ -122,8 +133,15 @@ impl FakeKernel {
         std::thread::sleep(self.delay);
         let result = {
             let mut state = self.lock();
-            if let Some(errno) = self.failures.get(&name) {
-                Err(*errno)
+            let first = match state.failing_first.get_mut(&name) {
+                Some((errno, left)) if *left > 0 => {
+                    *left -= 1;
+                    Some(*errno)
+                }
+                _ => None,
+            };
+            if let Some(errno) = self.failures.get(&name).copied().or(first) {
+                Err(errno)
             } else if state.loaded.iter().any(|(n, _)| *n == name) {
                 Err(Errno::EEXIST)
             } else {

@@ -13,11 +13,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// The aliases whose plans run, each with the run asked for meanwhile, if any.
-#[derive(Debug, Default)]
-pub(crate) struct Flights {
-    /// Alias → whether a device that really appeared (not a replay) asked for it while it ran.
-    runs: Mutex<HashMap<String, bool>>,
+/// The aliases whose plans run, each with the next run reserved for it, if a device that really
+/// appeared asked meanwhile. `T` is what a reserved run holds from the moment it is asked for
+/// (the loader actor's entry in its plan book, so that a settle that began after the request
+/// waits for that run, and one that began before the request does not wait for later ones).
+#[derive(Debug)]
+pub(crate) struct Flights<T> {
+    runs: Mutex<HashMap<String, Option<T>>>,
+}
+
+impl<T> Default for Flights<T> {
+    fn default() -> Self {
+        Flights {
+            runs: Mutex::default(),
+        }
+    }
 }
 
 /// What [`Flights::ask`] decided.
@@ -30,16 +40,20 @@ pub(crate) enum Asked {
     Folded,
 }
 
-impl Flights {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, bool>> {
+impl<T> Flights<T> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Option<T>>> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A request for `alias` (`synthetic`: a replayed device).
-    pub(crate) fn ask(&self, alias: &str, synthetic: bool) -> Asked {
+    /// A request for `alias` (`synthetic`: a replayed device). When a run is under way and the
+    /// device really appeared, the next run is reserved with `reserve` (once, however many
+    /// such requests come before it starts).
+    pub(crate) fn ask(&self, alias: &str, synthetic: bool, reserve: impl FnOnce() -> T) -> Asked {
         match self.lock().get_mut(alias) {
-            Some(again) => {
-                *again |= !synthetic;
+            Some(next) => {
+                if !synthetic && next.is_none() {
+                    *next = Some(reserve());
+                }
                 Asked::Folded
             }
             None => Asked::Start,
@@ -47,9 +61,10 @@ impl Flights {
     }
 
     /// A run of `alias` starts; the alias counts as running until [`Flight::again`] says no
-    /// more runs are due, or the flight is dropped (its task ended early or panicked).
-    pub(crate) fn start(self: &Arc<Self>, alias: String) -> Flight {
-        self.lock().insert(alias.clone(), false);
+    /// more runs are due, or the flight is dropped (its task ended early or panicked; a run
+    /// reserved meanwhile is dropped with it).
+    pub(crate) fn start(self: &Arc<Self>, alias: String) -> Flight<T> {
+        self.lock().insert(alias.clone(), None);
         Flight {
             flights: Arc::clone(self),
             alias,
@@ -60,29 +75,29 @@ impl Flights {
 
 /// The runs of one alias, from its first to its last.
 #[derive(Debug)]
-pub(crate) struct Flight {
-    flights: Arc<Flights>,
+pub(crate) struct Flight<T> {
+    flights: Arc<Flights<T>>,
     alias: String,
     landed: bool,
 }
 
-impl Flight {
-    /// Once a run ended: whether another is due (a device that really appeared asked
-    /// meanwhile; it is then under way). If not, the alias no longer counts as running.
-    pub(crate) fn again(&mut self) -> bool {
+impl<T> Flight<T> {
+    /// Once a run ended: the run reserved meanwhile (it is then under way), or `None`, and the
+    /// alias no longer counts as running.
+    pub(crate) fn again(&mut self) -> Option<T> {
         let mut runs = self.flights.lock();
-        let again = runs.get_mut(&self.alias).is_some_and(std::mem::take);
-        if !again {
+        let next = runs.get_mut(&self.alias).and_then(Option::take);
+        if next.is_none() {
             runs.remove(&self.alias);
             self.landed = true;
         }
-        again
+        next
     }
 }
 
-impl Drop for Flight {
+impl<T> Drop for Flight<T> {
     fn drop(&mut self) {
-        // Only while it still counts as running: after `again` said no, a new flight of the
+        // Only while it still counts as running: after `again` said none, a new flight of the
         // same alias may have started and owns the entry.
         if !self.landed {
             self.flights.lock().remove(&self.alias);
@@ -95,45 +110,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replays_fold_into_the_run_under_way_and_a_new_device_into_one_more() {
+    fn replays_fold_into_the_run_under_way_and_new_devices_into_one_reserved_run() {
         let flights = Arc::new(Flights::default());
-        assert_eq!(flights.ask("scsi:t-0x00", false), Asked::Start);
+        let mut reserved = 0;
+        assert_eq!(flights.ask("scsi:t-0x00", false, || 0), Asked::Start);
         let mut flight = flights.start("scsi:t-0x00".into());
         for _ in 0..1000 {
-            assert_eq!(flights.ask("scsi:t-0x00", true), Asked::Folded);
+            assert_eq!(flights.ask("scsi:t-0x00", true, || 0), Asked::Folded);
         }
         assert_eq!(
-            flights.ask("pci:v1AF4", false),
+            flights.ask("pci:v1AF4", false, || 0),
             Asked::Start,
             "other aliases run"
         );
-        assert!(!flight.again(), "replays need no run of their own");
-        assert_eq!(flights.ask("scsi:t-0x00", true), Asked::Start, "landed");
+        assert_eq!(flight.again(), None, "replays need no run of their own");
+        assert_eq!(
+            flights.ask("scsi:t-0x00", true, || 0),
+            Asked::Start,
+            "landed"
+        );
 
         let mut flight = flights.start("scsi:t-0x00".into());
-        for synthetic in [true, false, true, false] {
-            assert_eq!(flights.ask("scsi:t-0x00", synthetic), Asked::Folded);
+        for (n, synthetic) in [true, false, true, false].into_iter().enumerate() {
+            let asked = flights.ask("scsi:t-0x00", synthetic, || {
+                reserved += 1;
+                n
+            });
+            assert_eq!(asked, Asked::Folded);
         }
-        assert!(flight.again(), "new devices: one more run");
-        assert!(!flight.again(), "nothing asked during it");
+        assert_eq!(reserved, 1, "one run reserved for the new devices");
+        assert_eq!(
+            flight.again(),
+            Some(1),
+            "the run reserved by the first new device"
+        );
+        assert_eq!(flight.again(), None, "nothing asked during it");
     }
 
     #[test]
     fn a_flight_dropped_before_it_landed_frees_its_alias_but_not_a_later_ones() {
         let flights = Arc::new(Flights::default());
         let early = flights.start("a".into());
-        drop(early); // its task panicked
-        assert_eq!(flights.ask("a", false), Asked::Start);
+        flights.ask("a", false, || Arc::new(()));
+        drop(early); // its task panicked: its reserved run goes too
+        assert_eq!(flights.ask("a", false, || Arc::new(())), Asked::Start);
         let mut landed = flights.start("a".into());
-        assert!(!landed.again());
+        assert!(landed.again().is_none());
         let current = flights.start("a".into());
         drop(landed);
         assert_eq!(
-            flights.ask("a", false),
+            flights.ask("a", true, || Arc::new(())),
             Asked::Folded,
             "the current flight keeps its alias"
         );
         drop(current);
-        assert_eq!(flights.ask("a", false), Asked::Start);
+        assert_eq!(flights.ask("a", true, || Arc::new(())), Asked::Start);
     }
 }
