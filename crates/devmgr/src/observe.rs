@@ -86,6 +86,11 @@ impl Observer {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
+            // The checks above ran one after another: an event looked up (or a hold set) in
+            // between shows in the loader's counters now.
+            if self.loading() && !self.still_quiet().await {
+                continue;
+            }
             // Still the same incarnation's state: a restart in between resets both.
             if self.settled.borrow().is_some() && self.loading.borrow().is_some() {
                 return Some(self.summary().await);
@@ -97,16 +102,32 @@ impl Observer {
     /// be passed on, and coldplug runs no pass and has none queued. `false` while coldplug is
     /// not running or does not answer.
     async fn nothing_queued(&self) -> bool {
-        if !self.ledger.borrow().idle() {
-            return false;
-        }
+        // Coldplug first: the loader's subscription comes before coldplug's, so an event that
+        // ends a pass is in the ledger before coldplug sees it; read the other way round, a
+        // pass could end, its last event unlooked-up, between the two reads.
         let Some(coldplug) = ActorRef::<ColdplugMsg>::where_is(self.coldplug.clone()) else {
             return false;
         };
-        matches!(
+        if !matches!(
             call_t!(coldplug, ColdplugMsg::Busy, ASK_TIMEOUT_MS),
             Ok(false)
-        )
+        ) {
+            return false;
+        }
+        self.ledger.borrow().idle()
+    }
+
+    /// The loader is still idle for the short window and no hold is left: nothing was looked
+    /// up, no plan ended and no event set a hold since [`Observer::quiet_loader`] said so.
+    async fn still_quiet(&self) -> bool {
+        let Some(loader) = ActorRef::<LoaderMsg>::where_is(self.loader.clone()) else {
+            return false;
+        };
+        let Ok(stats) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
+            return false;
+        };
+        stats.idle_for.is_some_and(|idle| idle >= self.quiet)
+            && self.holds.remaining(Instant::now()).is_zero()
     }
 
     /// Waits until the loader is idle and has been for the quiet period (no lookup asked for,
