@@ -258,19 +258,12 @@ impl LoaderState {
         self.stats.events += 1;
         touch(&self.last_activity);
         if !self.args.dry_run {
-            let reserve = || {
-                // Every module of the alias: that run tries each, as the device's own event
-                // would.
-                let targets = self
-                    .args
-                    .resolver
-                    .plans(&modalias)
-                    .map(|plans| plans.into_iter().map(|p| p.target).collect())
-                    .unwrap_or_default();
+            // Every module of the alias: that run tries each, as the device's own event would.
+            let reserve = |targets: &[String]| {
                 Running::start(
                     &self.running,
                     &self.last_activity,
-                    (&self.book, modalias.clone(), targets),
+                    (&self.book, modalias.clone(), targets.to_vec()),
                 )
             };
             if self.flights.ask(&modalias, synthetic, reserve) == Asked::Folded {
@@ -325,7 +318,8 @@ impl LoaderState {
             (&self.book, modalias.clone(), targets),
         );
         let (loader, cache) = (Arc::clone(&self.args.loader), Arc::clone(&self.cache));
-        let mut flight = self.flights.start(modalias.clone());
+        let every_target = to_run.iter().map(|(p, _)| p.target.clone()).collect();
+        let mut flight = self.flights.start(modalias.clone(), every_target);
         // The modules of one alias load one after another, in the lookup's order (udev's
         // `kmod load`): the first gets the first chance to bind the device. Aliases are
         // independent and run in parallel; requests for this one meanwhile make one more run.

@@ -19,7 +19,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// waits for that run, and one that began before the request does not wait for later ones).
 #[derive(Debug)]
 pub(crate) struct Flights<T> {
-    runs: Mutex<HashMap<String, Option<T>>>,
+    runs: Mutex<HashMap<String, Run<T>>>,
+}
+
+/// One alias's run under way.
+#[derive(Debug)]
+struct Run<T> {
+    /// Every module the alias's plans are for (the lookup of its run), for a reserved run.
+    targets: Arc<[String]>,
+    /// The next run, once reserved.
+    next: Option<T>,
 }
 
 impl<T> Default for Flights<T> {
@@ -41,18 +50,23 @@ pub(crate) enum Asked {
 }
 
 impl<T> Flights<T> {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Option<T>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Run<T>>> {
         self.runs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A request for `alias` (`synthetic`: a replayed device). When a run is under way and the
-    /// device really appeared, the next run is reserved with `reserve` (once, however many
-    /// such requests come before it starts).
-    pub(crate) fn ask(&self, alias: &str, synthetic: bool, reserve: impl FnOnce() -> T) -> Asked {
+    /// device really appeared, the next run is reserved with `reserve`, given the modules of the
+    /// alias (once, however many such requests come before it starts).
+    pub(crate) fn ask(
+        &self,
+        alias: &str,
+        synthetic: bool,
+        reserve: impl FnOnce(&[String]) -> T,
+    ) -> Asked {
         match self.lock().get_mut(alias) {
-            Some(next) => {
-                if !synthetic && next.is_none() {
-                    *next = Some(reserve());
+            Some(run) => {
+                if !synthetic && run.next.is_none() {
+                    run.next = Some(reserve(&run.targets));
                 }
                 Asked::Folded
             }
@@ -63,8 +77,15 @@ impl<T> Flights<T> {
     /// A run of `alias` starts; the alias counts as running until [`Flight::again`] says no
     /// more runs are due, or the flight is dropped (its task ended early or panicked; a run
     /// reserved meanwhile is dropped with it).
-    pub(crate) fn start(self: &Arc<Self>, alias: String) -> Flight<T> {
-        self.lock().insert(alias.clone(), None);
+    /// `targets`: every module the alias's plans are for.
+    pub(crate) fn start(self: &Arc<Self>, alias: String, targets: Arc<[String]>) -> Flight<T> {
+        self.lock().insert(
+            alias.clone(),
+            Run {
+                targets,
+                next: None,
+            },
+        );
         Flight {
             flights: Arc::clone(self),
             alias,
@@ -86,7 +107,7 @@ impl<T> Flight<T> {
     /// alias no longer counts as running.
     pub(crate) fn again(&mut self) -> Option<T> {
         let mut runs = self.flights.lock();
-        let next = runs.get_mut(&self.alias).and_then(Option::take);
+        let next = runs.get_mut(&self.alias).and_then(|run| run.next.take());
         if next.is_none() {
             runs.remove(&self.alias);
             self.landed = true;
@@ -109,30 +130,35 @@ impl<T> Drop for Flight<T> {
 mod tests {
     use super::*;
 
+    fn targets() -> Arc<[String]> {
+        Arc::from(["sd_mod".to_owned()])
+    }
+
     #[test]
     fn replays_fold_into_the_run_under_way_and_new_devices_into_one_reserved_run() {
         let flights = Arc::new(Flights::default());
         let mut reserved = 0;
-        assert_eq!(flights.ask("scsi:t-0x00", false, || 0), Asked::Start);
-        let mut flight = flights.start("scsi:t-0x00".into());
+        assert_eq!(flights.ask("scsi:t-0x00", false, |_| 0), Asked::Start);
+        let mut flight = flights.start("scsi:t-0x00".into(), targets());
         for _ in 0..1000 {
-            assert_eq!(flights.ask("scsi:t-0x00", true, || 0), Asked::Folded);
+            assert_eq!(flights.ask("scsi:t-0x00", true, |_| 0), Asked::Folded);
         }
         assert_eq!(
-            flights.ask("pci:v1AF4", false, || 0),
+            flights.ask("pci:v1AF4", false, |_| 0),
             Asked::Start,
             "other aliases run"
         );
         assert_eq!(flight.again(), None, "replays need no run of their own");
         assert_eq!(
-            flights.ask("scsi:t-0x00", true, || 0),
+            flights.ask("scsi:t-0x00", true, |_| 0),
             Asked::Start,
             "landed"
         );
 
-        let mut flight = flights.start("scsi:t-0x00".into());
+        let mut flight = flights.start("scsi:t-0x00".into(), targets());
         for (n, synthetic) in [true, false, true, false].into_iter().enumerate() {
-            let asked = flights.ask("scsi:t-0x00", synthetic, || {
+            let asked = flights.ask("scsi:t-0x00", synthetic, |modules| {
+                assert_eq!(modules, ["sd_mod"]);
                 reserved += 1;
                 n
             });
@@ -150,20 +176,20 @@ mod tests {
     #[test]
     fn a_flight_dropped_before_it_landed_frees_its_alias_but_not_a_later_ones() {
         let flights = Arc::new(Flights::default());
-        let early = flights.start("a".into());
-        flights.ask("a", false, || Arc::new(()));
+        let early = flights.start("a".into(), targets());
+        flights.ask("a", false, |_| Arc::new(()));
         drop(early); // its task panicked: its reserved run goes too
-        assert_eq!(flights.ask("a", false, || Arc::new(())), Asked::Start);
-        let mut landed = flights.start("a".into());
+        assert_eq!(flights.ask("a", false, |_| Arc::new(())), Asked::Start);
+        let mut landed = flights.start("a".into(), targets());
         assert!(landed.again().is_none());
-        let current = flights.start("a".into());
+        let current = flights.start("a".into(), targets());
         drop(landed);
         assert_eq!(
-            flights.ask("a", true, || Arc::new(())),
+            flights.ask("a", true, |_| Arc::new(())),
             Asked::Folded,
             "the current flight keeps its alias"
         );
         drop(current);
-        assert_eq!(flights.ask("a", true, || Arc::new(())), Asked::Start);
+        assert_eq!(flights.ask("a", true, |_| Arc::new(())), Asked::Start);
     }
 }
