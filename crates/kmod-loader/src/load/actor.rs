@@ -704,22 +704,6 @@ mod tests {
         actor.stop(None);
     }
 
-    /// Plans from a map, and a reload (a changed index or modprobe.d) when `changed` is set.
-    struct Reloading(
-        HashMap<String, Vec<ModulePlan>>,
-        Arc<std::sync::atomic::AtomicBool>,
-    );
-
-    impl PlanSource for Reloading {
-        fn plans(&self, modalias: &str) -> Result<Vec<ModulePlan>, ResolveError> {
-            Ok(self.0.get(modalias).cloned().unwrap_or_default())
-        }
-
-        fn reload_if_changed(&mut self) -> Result<bool, IndexError> {
-            Ok(self.1.swap(false, std::sync::atomic::Ordering::SeqCst))
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_steady_stream_of_one_alias_does_not_hold_back_wait_started() {
         // Each run of the alias takes 200 ms; new devices keep coming until the wait returns.
@@ -798,7 +782,8 @@ mod tests {
         actor.stop(None);
     }
 
-    /// Plans from a map that becomes `next` at the first reload after `changed` is set.
+    /// Plans from a map that becomes `next` at the first reload after `changed` is set (a changed
+    /// index or modprobe.d).
     struct Swapping {
         now: HashMap<String, Vec<ModulePlan>>,
         next: HashMap<String, Vec<ModulePlan>>,
@@ -879,7 +864,12 @@ mod tests {
         let kernel = Arc::new(FakeKernel::new(Duration::ZERO).failing("pcspkr", Errno::ENODEV));
         let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
         let args = LoaderArgs {
-            resolver: Box::new(Reloading(plans, Arc::clone(&changed))),
+            // modprobe.d changed (e.g. an option): the same plans after the reload.
+            resolver: Box::new(Swapping {
+                now: plans.clone(),
+                next: plans,
+                changed: Arc::clone(&changed),
+            }),
             loader,
             dry_run: false,
         };
