@@ -126,8 +126,19 @@ impl Observer {
         let Ok(stats) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
             return false;
         };
-        stats.idle_for.is_some_and(|idle| idle >= self.quiet)
-            && self.holds.remaining(Instant::now()).is_zero()
+        self.left_to_wait(&stats).is_some_and(|wait| wait.is_zero())
+    }
+
+    /// How much longer rule steps 2 and 3 hold with the loader's counters `stats`: the short
+    /// window after the loader's last activity, and whatever the events seen hold the rule
+    /// for; `None` while a plan runs.
+    fn left_to_wait(&self, stats: &LoaderStats) -> Option<Duration> {
+        let idle = stats.idle_for?;
+        Some(
+            self.quiet
+                .saturating_sub(idle)
+                .max(self.holds.remaining(Instant::now())),
+        )
     }
 
     /// Waits until the loader is idle and has been for the quiet period (no lookup asked for,
@@ -141,13 +152,7 @@ impl Observer {
             let Ok(stats) = call_t!(loader, LoaderMsg::Stats, ASK_TIMEOUT_MS) else {
                 return false;
             };
-            if let Some(idle) = stats.idle_for {
-                // Rule steps 2 and 3: the short window after the loader's last activity, and
-                // whatever the events seen hold the rule for.
-                let wait = self
-                    .quiet
-                    .saturating_sub(idle)
-                    .max(self.holds.remaining(Instant::now()));
+            if let Some(wait) = self.left_to_wait(&stats) {
                 if wait.is_zero() {
                     if let Some(last) = self.holds.last() {
                         tracing::debug!(cause = %last.cause, devpath = %last.devpath, "settle rule: the last hold has passed");
