@@ -33,7 +33,7 @@ fn bare(sysfs: &Path) -> (Duration, usize) {
 
 fn main() {
     if !nix::unistd::geteuid().is_root() || !Path::new("/sys/devices/platform").exists() {
-        println!("coldplug bench skipped: it needs root and the real /sys");
+        test_support::skip_or_fail("coldplug bench", "it needs root and the real /sys");
         return;
     }
     let sysfs = Path::new("/sys");

@@ -10,9 +10,9 @@ use crate::fanout::{Notification, Subscription};
 /// A device whose `uevent` file makes the kernel send an event, harmlessly.
 pub const SERIAL_UEVENT: &str = "/sys/devices/platform/serial8250/uevent";
 
-/// Whether a host test can run: it needs root and a real sysfs. Otherwise it prints why it
-/// skips, unless `DEVMGR_REQUIRE_ALL_TESTS=1` (set by `scripts/test`), which turns the skip
-/// into a failure.
+/// Whether a host test can run: it needs root and a real sysfs. Otherwise it says why it
+/// skips ([`test_support::skip_or_fail`]: a failure under `DEVMGR_REQUIRE_ALL_TESTS=1`, which
+/// `scripts/test` sets).
 pub fn host_test(test: &str) -> bool {
     let root = nix::unistd::geteuid().is_root();
     if root && Path::new(SERIAL_UEVENT).exists() {
@@ -21,18 +21,9 @@ pub fn host_test(test: &str) -> bool {
     let why = if root {
         "no /sys/devices/platform/serial8250"
     } else {
-        "needs root"
+        "needs root (a host test against the real kernel; scripts/test runs it)"
     };
-    if std::env::var("DEVMGR_REQUIRE_ALL_TESTS").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and DEVMGR_REQUIRE_ALL_TESTS=1 forbids skipping");
-    }
-    // Straight to stderr, not through `eprintln!`, which the test harness captures (and hides
-    // for passing tests): a skip must be visible.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipping {test}: {why} (a host test against the real kernel; scripts/test runs it)"
-    );
+    test_support::skip_or_fail(test, why);
     false
 }
 
