@@ -799,41 +799,20 @@ mod libkmod_tests {
 #[cfg(test)]
 mod weakdep_tests {
     use super::*;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Counts `warn!` and `error!` events.
-    struct Warnings(Arc<AtomicUsize>);
-
-    impl tracing::Subscriber for Warnings {
-        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            if *event.metadata().level() <= tracing::Level::WARN {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
+    use test_support::Capture;
+    use tracing::Level;
 
     #[test]
     fn a_configuration_file_that_cannot_be_read_is_a_warning() {
         let conf = tempfile::tempdir().unwrap();
         let big = std::fs::File::create(conf.path().join("huge.conf")).unwrap();
         big.set_len(MAX_CONFIG_FILE + 1).unwrap();
-        let warnings = Arc::new(AtomicUsize::new(0));
-        let c = tracing::subscriber::with_default(Warnings(warnings.clone()), || {
+        let log = Capture::default();
+        let c = tracing::subscriber::with_default(log.clone(), || {
             Config::load(&[conf.path().to_owned()], None, None)
         });
         assert!(c.files.is_empty());
-        assert_eq!(warnings.load(Ordering::SeqCst), 1, "one warning");
+        assert_eq!(log.at_least(Level::WARN).len(), 1, "one warning");
     }
 
     #[test]
@@ -843,11 +822,11 @@ mod weakdep_tests {
         std::fs::write(m.path().join("modules.weakdep"), "weakdep snd-x snd-y\n").unwrap();
         std::fs::write(conf.path().join("a.conf"), "weakdep a-b c-d e\n").unwrap();
         std::fs::write(conf.path().join("z.conf"), "weakdep z* y\n").unwrap();
-        let warnings = Arc::new(AtomicUsize::new(0));
-        let c = tracing::subscriber::with_default(Warnings(warnings.clone()), || {
+        let log = Capture::default();
+        let c = tracing::subscriber::with_default(log.clone(), || {
             Config::load(&[conf.path().to_owned()], Some(m.path()), None)
         });
-        assert_eq!(warnings.load(Ordering::SeqCst), 0, "weakdep lines warned");
+        assert_eq!(log.at_least(Level::WARN).len(), 0, "weakdep lines warned");
         let got: Vec<(&str, Vec<&str>)> = c
             .weakdeps
             .iter()

@@ -6,62 +6,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
 use supervisor::{Context, NodeState, RunResult, Runnable, SUPERVISOR_DN};
-
-/// A minimal `tracing` subscriber keeping (dn, message, fatal) of every event.
-#[derive(Clone, Default)]
-struct Capture(Arc<std::sync::Mutex<Vec<(String, String, bool)>>>);
-
-#[derive(Default)]
-struct Fields {
-    dn: String,
-    message: String,
-    fatal: bool,
-}
-
-impl tracing::field::Visit for Fields {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "dn" {
-            self.dn = value.to_string();
-        }
-    }
-    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
-        if field.name() == "fatal" {
-            self.fatal = value;
-        }
-    }
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        match field.name() {
-            "message" => self.message = format!("{value:?}"),
-            "dn" => self.dn = format!("{value:?}"),
-            _ => {}
-        }
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut f = Fields::default();
-        event.record(&mut f);
-        self.0
-            .lock()
-            .expect("capture lock")
-            .push((f.dn, f.message, f.fatal));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
+use test_support::Capture;
 
 /// Current-thread runtime: the thread-local subscriber sees every task.
 #[tokio::test]
@@ -77,7 +24,14 @@ async fn a_death_is_logged_through_tracing_with_the_node_dn_as_a_field() {
     )]))
     .await;
     f.m.wait_count("root.worker", NodeState::Dead, 1).await;
-    let events = capture.0.lock().unwrap().clone();
+    let events: Vec<(String, String, bool)> = capture
+        .events()
+        .iter()
+        .map(|e| {
+            let (dn, message) = (e.field("dn").to_owned(), e.field("message").to_owned());
+            (dn, message, e.field("fatal") == "true")
+        })
+        .collect();
     assert!(events.contains(&(
         "root.worker".to_string(),
         "runnable returned error: disk on fire".to_string(),

@@ -10,6 +10,9 @@
 //! - The scripts' cache ([`cache_dir`]) and the kernels `scripts/kernels` unpacked into it
 //!   ([`kernels`], [`kernel`]), found by the same rule as `scripts/lib/cache.sh`.
 //!
+//! And for tests that check what was logged: [`Capture`], a `tracing` subscriber keeping
+//! every event.
+//!
 //! ```no_run
 //! let kernel = match test_support::kernel("6.12.") {
 //!     Ok(kernel) => kernel,
@@ -21,6 +24,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+
+mod capture;
+
+pub use capture::{Capture, Event};
 
 /// The variable that turns every skip into a failure (`scripts/test` sets it to `1`).
 pub const REQUIRE_ALL_TESTS: &str = "DEVMGR_REQUIRE_ALL_TESTS";

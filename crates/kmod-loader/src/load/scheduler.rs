@@ -830,7 +830,15 @@ mod tests {
             options: String::new(),
             soft: false,
         };
+        let log = test_support::Capture::default();
+        let guard = tracing::subscriber::set_default(log.clone());
         assert_eq!(loader.load(&gone).await, Outcome::FileMissing);
+        drop(guard);
+        let warned = log.at_least(tracing::Level::WARN);
+        assert!(
+            warned.iter().any(|e| e.field("module") == "gone"),
+            "a missing module file is a warning naming the module: {warned:?}"
+        );
         assert_eq!(
             loader.load(&modules.step("present", false)).await,
             Outcome::NotFound,
@@ -847,11 +855,25 @@ mod tests {
             Loader::new(kernel.clone(), SysModule::new(sys.path()), 1)
                 .slow_load_warning(Duration::from_millis(20)),
         );
+        let log = test_support::Capture::default();
+        let guard = tracing::subscriber::set_default(log.clone());
         assert_eq!(
             loader.load(&modules.step("slow", false)).await,
             Outcome::Loaded
         );
+        drop(guard);
         assert_eq!(loader.stats().slow, 1);
+        let warned = log.at_least(tracing::Level::WARN);
+        assert!(
+            warned.iter().any(|e| e.field("module") == "slow"),
+            "a slow load is a warning naming the module: {warned:?}"
+        );
+    }
+
+    #[test]
+    fn a_load_is_slow_after_thirty_seconds_by_default() {
+        // The bound, and what an operator reads in the docs (docs/kmod-loader.md).
+        assert_eq!(SLOW_LOAD, Duration::from_secs(30));
     }
 
     /// A kernel whose loads panic, as a bug in a load task would.
