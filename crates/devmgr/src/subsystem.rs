@@ -470,9 +470,8 @@ fn request_replay(shared: &Shared) {
 }
 
 /// Opens the module index for lookups in place, as libkmod does (kmod-loader's
-/// `Resolver::open`): a boot looks up fewer than a hundred aliases, and the compiled index
-/// (`Resolver::load`) would cost memory and start time for nothing. The outer error is a
-/// cancellation, the inner one why the index cannot be used.
+/// `Resolver::open`). The outer error is a cancellation, the inner one why the index cannot be
+/// used.
 async fn open_index(
     ctx: &Context,
     options: &ResolverOptions,
@@ -565,34 +564,36 @@ async fn coldplug_node(ctx: Context, shared: Arc<Shared>) -> RunResult {
     if !waited {
         return Err("the loader did not subscribe to the listener within 10 s".into());
     }
-    let coldplug = &shared.config.coldplug;
-    let config = coldplug::ColdplugConfig {
+    let config = coldplug_config(&shared.config.coldplug, &shared.names.coldplug);
+    // This very listener, not whatever is registered under its name by now.
+    coldplug::supervised::run_with_listener(ctx, listener, config, Some(shared.settled.clone()))
+        .await
+}
+
+/// Coldplug's settings from devmgr's `[coldplug]` (registered as `name`): besides the devices
+/// with a modalias, its replays after lost events trigger what udev's driver rules act on.
+fn coldplug_config(
+    coldplug: &crate::config::ColdplugConfig,
+    name: &str,
+) -> coldplug::ColdplugConfig {
+    let owned = |list: &[&str]| -> Vec<String> { list.iter().map(|s| (*s).to_owned()).collect() };
+    coldplug::ColdplugConfig {
         sysfs: coldplug.sysfs.clone(),
         settle_timeout: coldplug.settle_timeout,
         pacing: coldplug.pacing,
-        actor_name: Some(shared.names.coldplug.clone()),
+        actor_name: Some(name.to_owned()),
         // The driver rules' kobjects outside /sys/devices (parport_pc's module event).
         extra: kmod_loader::load::rules::REPLAYED
             .iter()
             .map(std::path::PathBuf::from)
             .collect(),
-        // The devices the driver rules act on without a modalias: replayed after lost events
-        // like the devices with one.
+        // The devices the driver rules act on without a modalias (tifm, memstick, mtd*ro).
         resync_also: coldplug::walk::DeviceMatch {
-            subsystems: kmod_loader::load::rules::RULE_SUBSYSTEMS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            names: kmod_loader::load::rules::RULE_NAMES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            subsystems: owned(kmod_loader::load::rules::RULE_SUBSYSTEMS),
+            names: owned(kmod_loader::load::rules::RULE_NAMES),
         },
         ..coldplug::ColdplugConfig::default()
-    };
-    // This very listener, not whatever is registered under its name by now.
-    coldplug::supervised::run_with_listener(ctx, listener, config, Some(shared.settled.clone()))
-        .await
+    }
 }
 
 /// Sets a watched state back to `None` when dropped (the node's future ends or is dropped).
@@ -742,5 +743,49 @@ mod tests {
             ["nouveau", "snd_pcsp"]
         );
         assert!(kernel_module_blacklist("modprobe.blacklist=x quiet").is_empty());
+    }
+
+    #[test]
+    fn replays_after_lost_events_reach_the_devices_the_driver_rules_act_on() {
+        let sysfs = tempfile::tempdir().unwrap();
+        // A device directory with its `uevent` file and `subsystem` link, as the walk wants.
+        let device = |path: &str, subsystem: &str| {
+            let (dir, class) = (
+                sysfs.path().join(path),
+                sysfs.path().join("bus").join(subsystem),
+            );
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::create_dir_all(&class).unwrap();
+            std::fs::write(dir.join("uevent"), "").unwrap();
+            std::os::unix::fs::symlink(class, dir.join("subsystem")).unwrap();
+        };
+        device("devices/pci0000:00/0000:00:02.0/tifm0:1", "tifm");
+        device("devices/virtual/mtd/mtd0ro", "mtd");
+        device("devices/virtual/mtd/mtd0", "mtd");
+        let config = coldplug_config(
+            &crate::config::ColdplugConfig {
+                sysfs: sysfs.path().to_owned(),
+                ..Config::default().coldplug
+            },
+            "coldplug",
+        );
+        let replayed: Vec<String> = coldplug::walk::resync_list(sysfs.path(), &config.resync_also)
+            .devices
+            .iter()
+            .map(|d| d.strip_prefix(sysfs.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            replayed,
+            [
+                "devices/pci0000:00/0000:00:02.0/tifm0:1",
+                "devices/virtual/mtd/mtd0ro"
+            ],
+            "a tifm device and an mtd*ro, not a plain mtd device"
+        );
+        assert_eq!(
+            config.extra,
+            [std::path::PathBuf::from("module/parport_pc")]
+        );
+        assert_eq!(config.sysfs, sysfs.path());
     }
 }
