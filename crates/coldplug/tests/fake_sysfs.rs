@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use coldplug::{ColdplugMsg, Pacing, PassKind};
@@ -68,7 +68,9 @@ async fn giving_up_on_silent_devices_still_writes_the_rest_and_names_every_silen
 
 /// A write into a `uevent` file that blocks (a slow driver's uevent callback; here a FIFO no
 /// one reads yet) must not hold the runtime's only thread: the listener, the loader and every
-/// other task share it.
+/// other task share it. Nor may the coldplug actor wait for it: it answers requests while the
+/// write is still blocked (the FIFO is opened, letting the write through, only once the test
+/// has its answer, or after 5 s without one).
 #[tokio::test(flavor = "current_thread")]
 async fn a_uevent_write_that_blocks_does_not_stall_the_runtime() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -108,39 +110,49 @@ async fn a_uevent_write_that_blocks_does_not_stall_the_runtime() {
             }
         }
     });
+    // Set once the test no longer needs the write to stay blocked.
+    let answered = Arc::new(AtomicBool::new(false));
     // Off the runtime: count the ticks over a second while the write into the FIFO is pending,
-    // then open the FIFO's other end, which lets the write through, and read what was written.
-    let (tx, mut measured) = tokio::sync::oneshot::channel();
+    // then, once the test had coldplug's answer (or after 5 s more), open the FIFO's other
+    // end, which lets the write through, and read what was written.
+    let (tx, measured) = tokio::sync::oneshot::channel();
     std::thread::spawn({
         let ticks = Arc::clone(&ticks);
+        let answered = Arc::clone(&answered);
         let fifo = fifo.clone();
         move || {
             std::thread::sleep(Duration::from_millis(300));
             let before = ticks.load(Ordering::Relaxed);
             std::thread::sleep(Duration::from_secs(1));
             let during = ticks.load(Ordering::Relaxed) - before;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !answered.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = tx.send((during, read_fifo(&fifo)));
         }
     });
-    // Now dev00 answers and coldplug writes into the FIFO.
+    // Now dev00 answers and coldplug writes into the FIFO, where the write blocks.
     pipeline.deliver(&[answer("/devices/dev00", &first)]);
-    // The coldplug actor itself keeps answering while its write blocks.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let last = call_t!(coldplug, ColdplugMsg::LastReport, 2_000);
-    let early = measured.try_recv();
-    let answered_while_blocked = matches!(last, Ok(None)) && early.is_err();
-    let (during, written) = match early {
-        Ok(measured) => measured,
-        Err(_) => measured.await.expect("measured"),
-    };
+    // The coldplug actor itself keeps answering while its write blocks: promptly (it answers
+    // in well under a millisecond), and necessarily before the FIFO is read, which waits for
+    // `answered`.
+    let started = std::time::Instant::now();
+    let last = call_t!(coldplug, ColdplugMsg::LastReport, 1_000);
+    let busy = call_t!(coldplug, ColdplugMsg::Busy, 1_000);
+    let took = started.elapsed();
+    answered.store(true, Ordering::Relaxed);
+    let (during, written) = measured.await.expect("measured");
     ticker.abort();
     assert!(
         during > 0,
         "no other task ran for a second while the write into dev01's uevent blocked"
     );
     assert!(
-        answered_while_blocked,
-        "coldplug did not answer while its write blocked: {last:?}"
+        matches!(last, Ok(None)) && matches!(busy, Ok(true)),
+        "coldplug did not answer within 1 s while its write into dev01's uevent blocked \
+         (after {took:?}): LastReport {last:?}, Busy {busy:?}"
     );
     let second = written
         .strip_prefix("add ")
@@ -151,6 +163,126 @@ async fn a_uevent_write_that_blocks_does_not_stall_the_runtime() {
     assert_eq!((report.written, report.answered), (2, 2));
     coldplug.stop(None);
     listener.stop(None);
+}
+
+/// The walk of sysfs blocks too (it reads directories and links, and a resync's reads the
+/// `uevent` file of each device without a `modalias` file): it must not hold the runtime's only
+/// thread either. Here that `uevent` file is a FIFO bind-mounted over a regular file (the
+/// directory entry still says regular file, so the walk opens it), and the walk's read blocks
+/// until the test closes the FIFO's writing end. Root only (the bind mount).
+#[tokio::test(flavor = "current_thread")]
+async fn a_sysfs_walk_that_blocks_does_not_stall_the_runtime() {
+    const TEST: &str = "a_sysfs_walk_that_blocks_does_not_stall_the_runtime";
+    if !nix::unistd::geteuid().is_root() {
+        return test_support::skip_or_fail(TEST, "it needs root (a bind mount)");
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // No device yet: the coldplug pass is over at once.
+    std::fs::create_dir(tmp.path().join("devices")).expect("devices");
+    let (_pipeline, listener) = fake_listener().await;
+    let coldplug = start_coldplug(config(tmp.path()), &listener).await;
+    let report = call_t!(coldplug, ColdplugMsg::WaitSettled, 10_000).expect("the pass ends");
+    assert_eq!(report.devices, 0, "{report:?}");
+
+    device(tmp.path(), "devices/dev00", "fake", false);
+    let fifo = tmp.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let _mount = match FifoMount::new(&fifo, &tmp.path().join("devices/dev00/uevent")) {
+        Ok(mount) => mount,
+        Err(err) => return test_support::skip_or_fail(TEST, &format!("no bind mount: {err}")),
+    };
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    // Off the runtime: wait until the walk has the FIFO open to read (a writer's non-blocking
+    // open succeeds only then), count the ticks over half a second while the walk waits in its
+    // read, then close the writing end: the walk reads an empty file and goes on.
+    let (tx, measured) = tokio::sync::oneshot::channel();
+    std::thread::spawn({
+        let ticks = Arc::clone(&ticks);
+        let fifo = fifo.clone();
+        move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let writer = loop {
+                match open_writer(&fifo) {
+                    Ok(writer) => break Some(writer),
+                    Err(err)
+                        if err.raw_os_error() == Some(nix::libc::ENXIO)
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let before = ticks.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(500));
+            let during = ticks.load(Ordering::Relaxed) - before;
+            let _ = tx.send((writer.is_some(), during));
+        }
+    });
+    coldplug
+        .send_message(ColdplugMsg::Resync)
+        .expect("coldplug runs");
+    let (reached, during) = measured.await.expect("measured");
+    ticker.abort();
+    assert!(reached, "the resync's walk never opened dev00's uevent");
+    assert!(
+        during > 0,
+        "no other task ran for half a second while the walk of sysfs blocked"
+    );
+    let resync = wait_last_pass(&coldplug, PassKind::Resync, Duration::from_secs(10)).await;
+    assert_eq!(resync.devices, 0, "dev00 has no MODALIAS: {resync:?}");
+    coldplug.stop(None);
+    listener.stop(None);
+}
+
+/// Opens the FIFO's writing end without blocking: fails with `ENXIO` while no one has it open
+/// to read.
+fn open_writer(fifo: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(fifo)
+}
+
+/// A FIFO bind-mounted over a file, unmounted on drop.
+struct FifoMount {
+    fifo: PathBuf,
+    target: PathBuf,
+}
+
+impl FifoMount {
+    fn new(fifo: &std::path::Path, target: &std::path::Path) -> nix::Result<FifoMount> {
+        nix::mount::mount(
+            Some(fifo),
+            target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
+        Ok(FifoMount {
+            fifo: fifo.to_path_buf(),
+            target: target.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for FifoMount {
+    fn drop(&mut self) {
+        // A reader still waiting in its open (a failed test) gets a writer, and once that is
+        // closed, an empty file: no blocking thread is left stuck.
+        drop(open_writer(&self.fifo));
+        let _ = nix::mount::umount2(&self.target, nix::mount::MntFlags::MNT_DETACH);
+    }
 }
 
 /// Opens the FIFO's reading end without blocking and reads until the writer wrote something
