@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 const DEVMGR: &str = env!("CARGO_BIN_EXE_devmgr");
 
@@ -11,22 +12,81 @@ use common::{kernel_lock, root_with_index, skip_or_fail};
 
 fn run(config: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("devmgr.toml");
-    // A control socket of its own: another devmgr (a test run beside this one, the machine's
-    // device manager) may hold the default one.
+    command(dir.path(), config, extra)
+        .output()
+        .expect("run devmgr")
+}
+
+/// Like [`run`], but a devmgr that has not exited within `limit` is killed and the test fails
+/// with the end of what it wrote to stderr (instead of waiting for it forever).
+fn run_within(config: &str, extra: &[&str], limit: Duration) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = command(dir.path(), config, extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn devmgr");
+    // Drained while devmgr runs: one that keeps going may write more than a pipe holds.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for devmgr") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    let Some(status) = status else {
+        let stderr = String::from_utf8_lossy(&stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        panic!(
+            "devmgr run did not exit within {limit:?} (killed); the last lines of its stderr:\n{}",
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `devmgr run --config <config> <extra>`, the configuration written into `dir` with a control
+/// socket of its own there: another devmgr (a test run beside this one, the machine's device
+/// manager) may hold the default one.
+fn command(dir: &Path, config: &str, extra: &[&str]) -> Command {
+    let path = dir.join("devmgr.toml");
     let config = format!(
         "{config}\n[control]\nsocket = {:?}\n",
-        dir.path().join("control").display().to_string()
+        dir.join("control").display().to_string()
     );
     std::fs::write(&path, config).expect("config");
-    Command::new(DEVMGR)
+    let mut command = Command::new(DEVMGR);
+    command
         .arg("run")
         .arg("--config")
         .arg(&path)
         .args(extra)
-        .env("RUST_LOG", "info")
-        .output()
-        .expect("run devmgr")
+        .env("RUST_LOG", "info");
+    command
 }
 
 /// Every modalias of a device the kernel announces (regular `uevent`, `subsystem` link).
@@ -109,10 +169,12 @@ fn a_bad_configuration_exits_2_naming_the_line_and_starts_nothing() {
 
 #[test]
 fn a_receive_buffer_that_cannot_hold_one_pacing_window_fails_the_start() {
-    // 16 KiB effective (the kernel doubles 8 KiB) for a window of 65,536 events.
-    let out = run(
+    // 16 KiB effective (the kernel doubles 8 KiB) for a window of 65,536 events. Bounded: were
+    // the check before the start gone, the supervisor would restart the listener forever.
+    let out = run_within(
         "[listener]\nreceive_buffer = 8192\n[coldplug]\npacing = 65536\n",
         &["--dry-run", "--exit-when-settled"],
+        Duration::from_secs(30),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
