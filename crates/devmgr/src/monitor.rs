@@ -134,14 +134,7 @@ async fn print_events(
     stop: impl Future<Output = ()>,
 ) -> Result<(), Failure> {
     let mut out = io::stdout();
-    // Values come from devices (USB descriptors, firmware): on a terminal their control bytes
-    // could move the cursor or retitle the window, so they are escaped there; a pipe gets the
-    // bytes as the kernel sent them.
-    let escape = if std::io::IsTerminal::is_terminal(&out) {
-        Escape::ControlBytes
-    } else {
-        Escape::None
-    };
+    let escape = escape_for(&out);
     out.write_all(BANNER.as_bytes())?;
     out.flush()?;
     let mut printed = 0u64;
@@ -226,6 +219,17 @@ enum Escape {
     /// Control characters (C0, DEL, C1) and bytes that are not UTF-8 as `\xNN`, the
     /// backslash as `\\`, so that nothing printed can steer a terminal.
     ControlBytes,
+}
+
+/// How events are written to `out`. Values come from devices (USB descriptors, firmware): on a
+/// terminal their control bytes could move the cursor or retitle the window, so they are
+/// escaped there; a pipe or a file gets the bytes as the kernel sent them.
+fn escape_for(out: &impl io::IsTerminal) -> Escape {
+    if out.is_terminal() {
+        Escape::ControlBytes
+    } else {
+        Escape::None
+    }
 }
 
 impl Escape {
@@ -383,6 +387,21 @@ mod tests {
             raw.windows(value.len()).any(|w| w == value.as_slice()),
             "a pipe gets the bytes as sent"
         );
+    }
+
+    #[test]
+    fn output_on_a_terminal_is_escaped_and_on_a_pipe_or_a_file_is_raw() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        assert_eq!(
+            escape_for(&pty.slave),
+            Escape::ControlBytes,
+            "a terminal (pty)"
+        );
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        assert_eq!(escape_for(&write), Escape::None, "a pipe");
+        assert_eq!(escape_for(&read), Escape::None, "a pipe");
+        let file = tempfile::tempfile().expect("tempfile");
+        assert_eq!(escape_for(&file), Escape::None, "a file");
     }
 
     #[test]
