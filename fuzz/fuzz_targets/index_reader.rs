@@ -1,5 +1,5 @@
 //! Fuzzes kmod-loader's reader of libkmod's binary index (`modules.*.bin`) and everything that
-//! consumes it: the alias matcher, `modules.dep` lines, the resolver's lookups and plans.
+//! consumes it: the search in place, `modules.dep` lines, the resolver's lookups and plans.
 //!
 //! Input: up to five sections separated by [`SEP`] (`"\n--8<--\n"`):
 //!
@@ -13,34 +13,31 @@
 //! Each run:
 //! 1. parses every section in memory with `BinIndex::from_bytes`, walks it with `for_each`
 //!    and checks that `search` finds every walked key with its first value;
-//! 2. writes the sections into a module directory (under /dev/shm when available) and loads
-//!    it with `Resolver::load`, the path devmgr uses (`BinFile`'s windowed walks,
+//! 2. writes the sections into a module directory (under /dev/shm when available) and opens
+//!    it with `Resolver::open`, the path devmgr uses (`BinFile`'s windowed walks at open, then
+//!    `BinFile::search_wild` and `search` on the files at each lookup, libkmod's own search;
 //!    `BinIndex::open`, validation, text fallbacks — the text files are present and empty, so
-//!    a corrupt `.bin` falls back to an empty index rather than failing the whole load);
+//!    a corrupt `.bin` falls back to an empty index rather than failing the whole open);
 //! 3. checks that the file path agrees with the in-memory walk (a `.bin` is used iff it walks
-//!    cleanly, and every pattern the matcher accepts is counted), that `match_aliases` finds
-//!    exactly the modules whose walked patterns a plain fnmatch accepts, and that plans list
-//!    each module once with every path inside the module directory;
-//! 4. opens the same directory with `Resolver::open` (lookups in place, what the daemon uses:
-//!    `BinFile::search_wild` and `search` on the files, libkmod's own search) and checks that
-//!    it chose the same forms, that no lookup fails, and that it answers every lookup,
-//!    dependency entry and plan exactly as the compiled index does — where the two are meant
-//!    to agree: queries without wildcard bytes (with them, libkmod's answer depends on where
-//!    the trie's edges fall, which the compiled matcher does not model) and alias files
-//!    whose every pattern the matcher accepts (in place has no pattern limits).
+//!    cleanly, and every walked pattern that can match is counted), that no lookup fails, that
+//!    `match_aliases` and `match_builtin_aliases` give exactly the modules of a scan of every
+//!    walked pattern by libkmod's rule (literal prefix, then `fnmatch`), in libkmod's order
+//!    (by priority, then the one discovered last first) — where the two are meant to agree:
+//!    queries without wildcard bytes (with them, libkmod's answer depends on where the trie's
+//!    edges fall, which a scan does not model) —, that `dep_entry` finds exactly the walked
+//!    keys, and that plans list each module once with every path inside the module directory.
 //!
 //! Nothing may panic, hang or allocate without bound.
 #![no_main]
 
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
-use kmod_loader::AliasMatcherBuilder;
 use kmod_loader::binindex::BinIndex;
-use kmod_loader::fnmatch::fnmatch;
+use kmod_loader::fnmatch::{compile, example_for, fnmatch};
 use kmod_loader::index::Form;
-use kmod_loader::matcher::example_for;
 use kmod_loader::{Resolver, ResolverOptions, Step};
 use libfuzzer_sys::fuzz_target;
 
@@ -205,9 +202,9 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
         config_dirs: Vec::new(),
         cmdline: None,
     };
-    let resolver = match Resolver::load(options.clone()) {
+    let resolver = match Resolver::open(options) {
         Ok(r) => r,
-        Err(err) => panic!("loading cannot fail with empty text fallbacks present: {err}"),
+        Err(err) => panic!("opening cannot fail with empty text fallbacks present: {err}"),
     };
     let index = resolver.index();
     let forms = index.forms();
@@ -238,17 +235,12 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
         "builtin alias form {forms:?}"
     );
 
-    // The patterns the index compiled: the walked entries of a binary alias index that the
-    // matcher accepts (taken from the walk, so that the check does not trust the index).
-    let patterns: Vec<(&[u8], &str)> = match &walks[0] {
-        Some(Walk::Ok { entries }) if binary(forms.alias) => entries
-            .iter()
-            .filter(|(k, _, _)| AliasMatcherBuilder::new().insert(k, 0))
-            .filter_map(|(k, _, v)| Some((k.as_slice(), std::str::from_utf8(v).ok()?)))
-            .collect(),
-        _ => Vec::new(),
-    };
-    assert_eq!(index.alias_count(), patterns.len(), "alias count");
+    // The entries of the alias indexes the lookups read (taken from the walk, so that the
+    // checks do not trust the index); none for a text fallback, which is empty.
+    let patterns = alias_entries(&walks[0], binary(forms.alias));
+    let builtin_patterns = alias_entries(&walks[3], binary(forms.builtin_alias));
+    let countable = patterns.iter().filter(|(k, _, _)| compile(k).is_some());
+    assert_eq!(index.alias_count(), countable.count(), "alias count");
 
     // Queries: given ones, examples of the patterns, module names, dependency keys.
     let mut all: Vec<String> = Vec::new();
@@ -261,7 +253,7 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
         }
     };
     queries.iter().for_each(|q| push(q));
-    for (p, m) in patterns.iter().take(16) {
+    for (p, _, m) in patterns.iter().take(16) {
         if let Some(example) = example_for(p) {
             push(&example);
         }
@@ -270,78 +262,67 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
     if let Some(Walk::Ok { entries }) = &walks[1] {
         entries.iter().take(8).for_each(|(k, _, _)| push(k));
     }
-
-    // The same directory looked up in place.
-    let in_place = match Resolver::open(options) {
-        Ok(r) => r,
-        Err(err) => panic!("opening cannot fail with empty text fallbacks present: {err}"),
-    };
-    assert_eq!(in_place.index().forms(), forms, "forms in place");
-    // Both alias files hold only patterns the compiled matcher accepts.
-    let accepted = |w: &Option<Walk>| match w {
-        Some(Walk::Ok { entries }) => entries
-            .iter()
-            .all(|(k, _, _)| AliasMatcherBuilder::new().insert(k, 0)),
-        _ => true,
-    };
-    let comparable = accepted(&walks[0]) && accepted(&walks[3]);
-    assert_eq!(
-        in_place.index().alias_count(),
-        patterns.len(),
-        "alias count in place"
-    );
+    // The first value of each key of a binary `modules.dep`.
+    let mut dep_lines: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+    if let Some(Walk::Ok { entries }) = &walks[1]
+        && binary(forms.dep)
+    {
+        for (key, _, value) in entries {
+            dep_lines.entry(key).or_insert(value);
+        }
+    }
 
     for (n, q) in all.iter().enumerate() {
+        // Checked whole when opened, so a lookup in place cannot fail.
         let found = match index.match_aliases(q) {
             Ok(found) => found,
-            Err(err) => panic!("a compiled lookup cannot fail: {err}"),
+            Err(err) => panic!("match_aliases({q:?}) failed on a checked file: {err}"),
         };
-        // Checked whole when opened, so a lookup in place cannot fail either.
-        let there = match in_place.index().match_aliases(q) {
-            Ok(there) => there,
-            Err(err) => panic!("match_aliases({q:?}) in place failed on a checked file: {err}"),
+        let builtin = match index.match_builtin_aliases(q) {
+            Ok(found) => found,
+            Err(err) => panic!("match_builtin_aliases({q:?}) failed on a checked file: {err}"),
         };
-        let builtin = (
-            index.match_builtin_aliases(q),
-            in_place.index().match_builtin_aliases(q),
-        );
-        let (Ok(builtin), Ok(builtin_there)) = builtin else {
-            panic!("match_builtin_aliases({q:?}) failed: {builtin:?}");
-        };
-        assert_eq!(
-            format!("{:?}", index.dep_entry(q)),
-            format!("{:?}", in_place.index().dep_entry(q)),
-            "dep_entry({q:?}) in place"
-        );
-        if comparable && !q.bytes().any(|b| matches!(b, b'*' | b'?' | b'[')) {
-            assert_eq!(there, found, "match_aliases({q:?}) in place");
-            assert_eq!(
-                builtin_there, builtin,
-                "match_builtin_aliases({q:?}) in place"
-            );
-            assert_eq!(
-                format!("{:?}", resolver.plan(q).map(|p| p.show_depends())),
-                format!("{:?}", in_place.plan(q).map(|p| p.show_depends())),
-                "plan({q:?}) in place"
-            );
-        }
         let unique: BTreeSet<&str> = found.iter().map(String::as_str).collect();
         assert_eq!(
             unique.len(),
             found.len(),
             "match_aliases({q:?}) repeats a module"
         );
-        if n < MAX_DIFFERENTIAL_QUERIES && patterns.len() <= MAX_DIFFERENTIAL_PATTERNS {
-            let want: BTreeSet<&str> = patterns
-                .iter()
-                .filter(|(p, _)| reference_match(p, q.as_bytes()))
-                .map(|(_, m)| *m)
-                .collect();
-            assert_eq!(unique, want, "match_aliases({q:?}) differs from fnmatch");
+        if n < MAX_DIFFERENTIAL_QUERIES
+            && patterns.len() + builtin_patterns.len() <= MAX_DIFFERENTIAL_PATTERNS
+            && !q.bytes().any(|b| matches!(b, b'*' | b'?' | b'['))
+        {
+            assert_eq!(
+                found,
+                scan(&patterns, q.as_bytes()),
+                "match_aliases({q:?}) differs from a scan"
+            );
+            assert_eq!(
+                builtin,
+                scan(&builtin_patterns, q.as_bytes()),
+                "match_builtin_aliases({q:?}) differs from a scan"
+            );
         }
-        if let Ok(Some(entry)) = index.dep_entry(q) {
-            assert_inside(dir, &entry.path);
-            entry.deps.iter().for_each(|(_, p)| assert_inside(dir, p));
+        // A dependency entry for exactly the walked keys (a line may still be refused).
+        match index.dep_entry(q) {
+            Ok(Some(entry)) => {
+                assert!(
+                    dep_lines.contains_key(q.as_bytes()),
+                    "dep_entry({q:?}) found"
+                );
+                assert_inside(dir, &entry.path);
+                entry.deps.iter().for_each(|(_, p)| assert_inside(dir, p));
+            }
+            Ok(None) => assert!(
+                !dep_lines.contains_key(q.as_bytes()),
+                "dep_entry({q:?}) not found"
+            ),
+            Err(err) => {
+                assert!(
+                    dep_lines.contains_key(q.as_bytes()),
+                    "dep_entry({q:?}): {err}"
+                );
+            }
         }
         let _ = index.is_builtin(q);
         let _ = resolver.lookup(q);
@@ -363,19 +344,69 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
     }
 }
 
-/// libkmod's rule: the bytes before the first wildcard are a literal prefix, the rest is
-/// matched with fnmatch; a pattern equal to the query also matches.
-fn reference_match(pattern: &[u8], query: &[u8]) -> bool {
-    if pattern == query {
-        return true;
+/// The (pattern, priority, module) entries of a walked alias index read in its binary form.
+fn alias_entries(walk: &Option<Walk>, binary: bool) -> Vec<(&[u8], u32, &str)> {
+    match walk {
+        Some(Walk::Ok { entries }) if binary => entries
+            .iter()
+            .filter_map(|(k, p, v)| Some((k.as_slice(), *p, std::str::from_utf8(v).ok()?)))
+            .collect(),
+        _ => Vec::new(),
     }
-    let split = pattern
+}
+
+/// The modules of the walked entries (in walk order: keys in byte order, the values of one
+/// key in file order) whose pattern matches `query` by libkmod's rule, in libkmod's order: by
+/// priority, and among equal priorities the one its search discovers last first; each module
+/// once.
+fn scan(entries: &[(&[u8], u32, &str)], query: &[u8]) -> Vec<String> {
+    let mut found: Vec<&(&[u8], u32, &str)> = entries
         .iter()
-        .position(|b| matches!(b, b'*' | b'?' | b'['))
-        .unwrap_or(pattern.len());
-    query.len() >= split
-        && query[..split] == pattern[..split]
-        && fnmatch(&pattern[split..], &query[split..])
+        .filter(|(p, _, _)| reference_match(p, query))
+        .collect();
+    found.sort_by(|a, b| discovery_order(a.0, b.0));
+    let mut found: Vec<(usize, &(&[u8], u32, &str))> = found.into_iter().enumerate().collect();
+    found.sort_by_key(|(n, (_, priority, _))| (*priority, Reverse(*n)));
+    let mut out: Vec<String> = Vec::new();
+    for (_, (_, _, module)) in found {
+        if !out.iter().any(|m| m == module) {
+            out.push((*module).to_owned());
+        }
+    }
+    out
+}
+
+fn first_wild(pattern: &[u8]) -> Option<usize> {
+    pattern.iter().position(|b| matches!(b, b'*' | b'?' | b'['))
+}
+
+/// The order in which libkmod's search (`index_searchwild`) discovers two matching patterns:
+/// by the position of the first wildcard (it enters the `*`, `?` and `[` children of each
+/// node along the query), then in post-order over the trie (a key after the keys it is a
+/// proper prefix of, others in byte order); exact keys last.
+fn discovery_order(a: &[u8], b: &[u8]) -> Ordering {
+    match (first_wild(a), first_wild(b)) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) if x != y => x.cmp(&y),
+        _ if a.len() != b.len() && b.starts_with(a) => Ordering::Greater,
+        _ if a.len() != b.len() && a.starts_with(b) => Ordering::Less,
+        _ => a.cmp(b),
+    }
+}
+
+/// libkmod's rule: the bytes before the first wildcard are a literal prefix, the rest is
+/// matched with fnmatch; a pattern without wildcards is an exact key.
+fn reference_match(pattern: &[u8], query: &[u8]) -> bool {
+    match first_wild(pattern) {
+        None => pattern == query,
+        Some(split) => {
+            query.len() >= split
+                && query[..split] == pattern[..split]
+                && fnmatch(&pattern[split..], &query[split..])
+        }
+    }
 }
 
 /// A module path from the index stays inside the module directory.

@@ -49,7 +49,7 @@ fn main() {
         Err(why) => return println!("load bench skipped: {why}"),
     };
     let (version, dir) = (kernel.version.clone(), kernel.module_dir());
-    let resolver = Resolver::load(ResolverOptions {
+    let resolver = Resolver::open(ResolverOptions {
         module_dir: dir,
         config_dirs: Vec::new(),
         cmdline: None,

@@ -2,12 +2,11 @@
 //!
 //! Usage:
 //! * `bench_lookup corpus MODULE_DIR` prints the corpus: one concrete string per
-//!   `modules.alias` pattern ([`kmod_loader::matcher::example_for`]) plus every modalias under
+//!   `modules.alias` pattern ([`kmod_loader::fnmatch::example_for`]) plus every modalias under
 //!   `/sys/devices`, deduplicated and sorted.
-//! * `bench_lookup time MODULE_DIR CORPUS_FILE [ROUNDS] [compiled|in-place]` — the corpus has
-//!   one modalias per line; the index is compiled (`Resolver::load`, the default) or looked
-//!   up in place (`Resolver::open`). Prints `load_ms`, `avg_us`, `worst_us`, `worst_alias`,
-//!   `lookups`, `found` as `key=value` lines.
+//! * `bench_lookup time MODULE_DIR CORPUS_FILE [ROUNDS]` — the corpus has one modalias per
+//!   line; the index is looked up in place (`Resolver::open`, as the daemon does). Prints
+//!   `load_ms`, `avg_us`, `worst_us`, `worst_alias`, `lookups`, `found` as `key=value` lines.
 //!
 //! Each lookup is the whole `kmod_module_new_from_lookup` equivalent (`Resolver::lookup`,
 //! modprobe.d aliases included); the worst is the slowest alias by its median over the rounds.
@@ -36,11 +35,11 @@ fn sys_modaliases(dir: &Path, out: &mut BTreeSet<String>) {
 }
 
 fn corpus(dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
-    let index = kmod_loader::ModuleIndex::load(&dir)?;
+    let index = kmod_loader::ModuleIndex::open(&dir)?;
     let mut out: BTreeSet<String> = index
         .alias_patterns()?
         .into_iter()
-        .filter_map(|(p, _)| kmod_loader::matcher::example_for(&p))
+        .filter_map(|(p, _)| kmod_loader::fnmatch::example_for(&p))
         .filter_map(|e| String::from_utf8(e).ok())
         .collect();
     sys_modaliases(Path::new("/sys/devices"), &mut out);
@@ -59,11 +58,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let corpus = std::fs::read_to_string(args.next().ok_or("missing CORPUS_FILE")?)?;
     let rounds: usize = args.next().map_or(Ok(5), |r| r.parse())?;
-    let in_place = match args.next().as_deref() {
-        None | Some("compiled") => false,
-        Some("in-place") => true,
-        Some(other) => return Err(format!("unknown index mode {other}").into()),
-    };
     let aliases: Vec<&str> = corpus.lines().filter(|l| !l.is_empty()).collect();
 
     let mut load_ms = f64::MAX;
@@ -74,11 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             module_dir: dir.clone(),
             ..ResolverOptions::default()
         };
-        let r = if in_place {
-            Resolver::open(options)?
-        } else {
-            Resolver::load(options)?
-        };
+        let r = Resolver::open(options)?;
         load_ms = load_ms.min(t.elapsed().as_secs_f64() * 1e3);
         resolver = Some(r);
     }

@@ -10,10 +10,10 @@
 //! reported as a loop); keys are capped at [`MAX_KEY_LEN`] and entries at [`MAX_ENTRIES`].
 //!
 //! Two readers share the node parser and the walk: [`BinIndex`] holds a whole file (for
-//! lookups), [`BinFile`] walks a file through a few windows of it (for building the alias
-//! matcher and the dependency table without holding the whole alias file, which would be the
-//! peak of devmgr's resident set), and searches it in place, as
-//! libkmod does (`search`: [`BinFile::search`], [`BinFile::search_wild`]).
+//! lookups in small files), [`BinFile`] walks a file through a few windows of it (to check it
+//! without holding the whole alias file, which would be the peak of devmgr's resident set),
+//! and searches it in place, as libkmod does (`search`: [`BinFile::search`],
+//! [`BinFile::search_wild`]).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

@@ -10,7 +10,8 @@
 //!   matches nothing (glibc: "trailing \ loses");
 //! * a `[` without a closing `]` matches a literal `[`.
 //!
-//! The pattern is first compiled to [`Token`]s; the alias matcher reuses them.
+//! The pattern is first compiled to [`Token`]s; the search of a binary index reuses them
+//! ([`crate::binindex::BinFile::search_wild`]).
 
 /// A set of bytes, one bit per byte value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -228,6 +229,31 @@ pub fn match_tokens(tokens: &[Token], text: &[u8]) -> bool {
 /// ```
 pub fn fnmatch(pattern: &[u8], text: &[u8]) -> bool {
     compile(pattern).is_some_and(|tokens| match_tokens(&tokens, text))
+}
+
+/// A concrete string that an alias pattern matches, for building test and benchmark corpora:
+/// the bytes before the first `*`, `?` or `[` as they are (libkmod compares them literally),
+/// then `*` and `?` become `0` and a bracket its smallest printable member. `None` if no
+/// printable string matches.
+///
+/// ```
+/// use kmod_loader::fnmatch::example_for;
+/// assert_eq!(example_for(b"usb:v*p[0-9]d?").as_deref(), Some(&b"usb:v0p0d0"[..]));
+/// ```
+pub fn example_for(pattern: &[u8]) -> Option<Vec<u8>> {
+    let split = pattern
+        .iter()
+        .position(|b| matches!(b, b'*' | b'?' | b'['))
+        .unwrap_or(pattern.len());
+    let mut out = pattern[..split].to_vec();
+    for tok in compile(&pattern[split..])? {
+        match tok {
+            Token::Literal(b) => out.push(b),
+            Token::Star | Token::Any => out.push(b'0'),
+            Token::Class(set) => out.push((0x21u8..0x7f).find(|&b| set.contains(b))?),
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -6,33 +6,27 @@
 //! `modules.builtin`, `modules.builtin.alias.bin` (text fallback: `modules.builtin.modinfo`)
 //! are optional.
 //!
-//! # Two ways
+//! # Lookups in place
 //!
-//! `ModuleIndex::load` (cargo feature `compiled-index`) compiles the index (below);
-//! [`ModuleIndex::open`] walks each binary file once to check it, then looks it up in place
-//! at every lookup ([`BinFile::search_wild`], [`BinFile::search`]), keeping only four
-//! [`LOOKUP_WINDOW`]s per file; its text fallbacks keep the alias patterns as written and try
-//! each with `fnmatch` at a lookup (a plain scan). Both give the same answer for every
-//! modalias (`tests/integration/in_place.rs`, `tests/integration/differential.rs`); they
-//! differ only for queries that themselves hold wildcard bytes and for patterns past the
-//! compiled matcher's limits (see `docs/kmod-loader.md#differences-from-libkmod`).
+//! [`ModuleIndex::open`] walks each binary alias and dependency file once to check it, then
+//! looks it up in place at every lookup ([`BinFile::search_wild`], [`BinFile::search`]),
+//! keeping only four [`LOOKUP_WINDOW`]s per file, as libkmod does with its `mmap`s. Only
+//! `modules.builtin.bin` (small) is kept as read.
 //!
-//! # Memory of a compiled index
+//! # Text fallbacks
 //!
-//! Index files are read whole, compiled, and dropped: what stays is the alias matchers (see
-//! the `matcher` module), one `u32` per alias pattern (the index of its (module, priority) pair),
-//! the module names of the aliases in one string buffer, and `modules.dep` as a table of
-//! module names (sorted, for binary search) to a path id and a run of dependency path ids,
-//! every distinct path stored once; lines that do not parse are kept verbatim and reported
-//! when looked up. Only `modules.builtin.bin` (small) is kept as read. The peak while loading
-//! is the dependency table beside the matcher being written, plus the few windows through
-//! which [`BinFile`] walks `modules.alias.bin` and `modules.dep.bin` (figures in `BENCH.md`).
+//! A text fallback is held in memory: the alias patterns as written, sorted, each tried with
+//! `fnmatch` at a lookup (a plain scan), with one `u32` per pattern (the index of its
+//! (module, priority) pair) and the module names in one string buffer; `modules.dep` as a
+//! table of module names (sorted, for binary search) to a path id and a run of dependency path
+//! ids, every distinct path stored once; lines that do not parse are kept verbatim and reported
+//! when looked up. The fallbacks give the same plans as the binary files
+//! (`tests/integration/differential.rs`, `tests/integration/in_place.rs`).
 //!
-//! Patterns stream from the binary index into the matcher in byte order (the order its trie
-//! walk yields them); the text fallbacks are sorted first. libkmod's discovery order, which
-//! orders matches of equal priority from different modules, is kept only for the patterns
-//! whose priority several modules share (none in `modules.alias`: depmod gives each module its
-//! own), computed by a second pass over the index.
+//! libkmod's discovery order, which orders matches of equal priority from different modules,
+//! is kept only for the patterns whose priority several modules share (none in
+//! `modules.alias`, whose priorities are the modules' order; all in `modules.builtin.modinfo`,
+//! which has none), computed from the sorted patterns (`PostOrder`).
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -44,9 +38,7 @@ use tracing::{debug, warn};
 use crate::binindex::{BinFile, BinIndex, MAX_FILE_LEN, read_limited};
 use crate::error::IndexError;
 use crate::fasthash::FnvMap;
-use crate::fnmatch::{compile_into, fnmatch};
-#[cfg(feature = "compiled-index")]
-use crate::matcher::{AliasMatcher, SortedBuilder};
+use crate::fnmatch::{compile, fnmatch};
 use crate::normalize::{module_name_from_path, normalize_alias};
 use crate::strs::{Interner, Strs};
 
@@ -84,158 +76,28 @@ pub struct DepEntry {
     pub deps: Vec<(String, PathBuf)>,
 }
 
-/// An entry of an alias set whose pattern the matcher refused.
-const REJECTED: u32 = u32::MAX;
-
-/// Whether an alias pattern counts in [`ModuleIndex::alias_count`]: it can match something,
-/// and, when the compiled matcher is built in, it is within that matcher's limits (so that an
-/// index loaded and the same index opened give the same count).
+/// Whether an alias pattern counts in [`ModuleIndex::alias_count`]: it can match something
+/// (it does not end in a lone backslash).
 fn counted(pattern: &[u8]) -> bool {
-    #[cfg(feature = "compiled-index")]
-    let counted = crate::matcher::accepts(pattern);
-    #[cfg(not(feature = "compiled-index"))]
-    let counted = compile_into(pattern, &mut Vec::new());
-    counted
+    compile(pattern).is_some()
 }
 
-/// The patterns of an alias set, as they are matched; values are entry numbers.
-#[derive(Debug, Clone)]
-enum Patterns {
-    /// Compiled into one trie ([`crate::matcher`]): a [`ModuleIndex::load`]ed index.
-    #[cfg(feature = "compiled-index")]
-    Compiled(AliasMatcher),
-    /// Kept as written and tried one by one with [`fnmatch`]: the text fallbacks of an index
-    /// looked up in place (rare, and looked up a few times per boot).
-    Scan(Scan),
-}
-
-impl Default for Patterns {
-    fn default() -> Self {
-        Patterns::Scan(Scan::default())
-    }
-}
-
-/// Patterns in one buffer: (end in `bytes`, entry) per pattern, in the order given.
-#[derive(Debug, Clone, Default)]
-struct Scan {
-    bytes: Vec<u8>,
-    ends: Vec<(u32, u32)>,
-}
-
-impl Scan {
-    /// Keeps `pattern` unless it can match nothing.
-    fn insert(&mut self, pattern: &[u8], entry: u32) -> bool {
-        if !compile_into(pattern, &mut Vec::new()) {
-            return false;
-        }
-        self.bytes.extend_from_slice(pattern);
-        self.ends.push((self.bytes.len() as u32, entry));
-        true
-    }
-
-    fn find(&self, query: &[u8]) -> Vec<u32> {
-        let mut start = 0;
-        let mut hits = Vec::new();
-        for &(end, entry) in &self.ends {
-            if fnmatch(&self.bytes[start..end as usize], query) {
-                hits.push(entry);
-            }
-            start = end as usize;
-        }
-        hits
-    }
-
-    fn finish(mut self) -> Self {
-        self.bytes.shrink_to_fit();
-        self.ends.shrink_to_fit();
-        self
-    }
-}
-
-impl Patterns {
-    /// An empty set to add patterns to: compiled, or scanned (always without the
-    /// `compiled-index` feature).
-    fn builder(compiled: bool, size_hint: usize) -> PatternsBuilder {
-        #[cfg(feature = "compiled-index")]
-        if compiled {
-            return PatternsBuilder::Compiled(Box::new(SortedBuilder::new(size_hint / 2)));
-        }
-        let _ = (compiled, size_hint);
-        PatternsBuilder::Scan(Scan::default())
-    }
-
-    fn find(&self, query: &[u8]) -> Vec<u32> {
-        match self {
-            #[cfg(feature = "compiled-index")]
-            Patterns::Compiled(m) => m.find(query),
-            Patterns::Scan(s) => s.find(query),
-        }
-    }
-
-    /// Trie nodes of a compiled set, patterns of a scanned one.
-    fn size(&self) -> usize {
-        match self {
-            #[cfg(feature = "compiled-index")]
-            Patterns::Compiled(m) => m.node_count(),
-            Patterns::Scan(s) => s.ends.len(),
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            #[cfg(feature = "compiled-index")]
-            Patterns::Compiled(m) => m.heap_bytes(),
-            Patterns::Scan(s) => s.bytes.capacity() + s.ends.capacity() * 8,
-        }
-    }
-}
-
-/// [`Patterns`] being built.
-enum PatternsBuilder {
-    #[cfg(feature = "compiled-index")]
-    Compiled(Box<SortedBuilder>),
-    Scan(Scan),
-}
-
-impl PatternsBuilder {
-    /// Adds a pattern; `false` if it was refused.
-    fn insert(&mut self, pattern: &[u8], entry: u32) -> bool {
-        match self {
-            #[cfg(feature = "compiled-index")]
-            PatternsBuilder::Compiled(b) => b.insert(pattern, entry),
-            PatternsBuilder::Scan(s) => s.insert(pattern, entry),
-        }
-    }
-
-    fn finish(self) -> Patterns {
-        match self {
-            #[cfg(feature = "compiled-index")]
-            PatternsBuilder::Compiled(b) => Patterns::Compiled(b.finish()),
-            PatternsBuilder::Scan(s) => Patterns::Scan(s.finish()),
-        }
-    }
-}
-
-/// The aliases of one alias index, with what orders their matches as libkmod does.
+/// The aliases of a text fallback: the patterns as written, tried one by one with [`fnmatch`]
+/// (rare, and looked up a few times per boot), with what orders their matches as libkmod
+/// does. An entry is a pattern's number in byte order.
 #[derive(Debug, Clone, Default)]
 struct AliasSet {
-    /// Values are entry numbers (the position of the pattern in the index).
-    matcher: Patterns,
-    /// Per entry: its (module, priority) in `pairs`, or [`REJECTED`].
-    entries: Vec<u32>,
+    /// The patterns, in byte order, one after the other.
+    patterns: Vec<u8>,
+    /// Per entry: the end of its pattern in `patterns` and its (module, priority) in `pairs`.
+    entries: Vec<(u32, u32)>,
     /// Distinct (module name id, libkmod priority).
     pairs: Vec<(u32, u32)>,
     /// (entry, position of the first wildcard or `u32::MAX`, post-order number of the
     /// pattern) for the entries whose priority several modules share, sorted by entry: their
     /// order among equal priorities is libkmod's discovery order.
     ranks: Vec<(u32, u32, u32)>,
-    count: usize,
 }
-
-/// Where the patterns of an alias set come from: called with a sink for (pattern, module,
-/// priority), once, or twice when discovery order is needed. Patterns should come in byte
-/// order (as a binary index yields them); others cost memory, not correctness.
-type Sink<'s> = dyn FnMut(&[u8], &str, u32) -> Result<(), IndexError> + 's;
 
 /// Numbers patterns, given in byte order, in post-order of their trie (a pattern after every
 /// pattern it is a proper prefix of, others in byte order): with the position of the first
@@ -292,50 +154,31 @@ impl PostOrder {
 }
 
 impl AliasSet {
-    /// `source` feeds the patterns; `size_hint` is the size of the file they come from;
-    /// `compiled`: whether to compile them (see [`Patterns`]).
-    fn build<S>(
-        mut source: S,
-        names: &mut Interner,
-        size_hint: usize,
-        compiled: bool,
-    ) -> Result<AliasSet, IndexError>
-    where
-        S: FnMut(&mut Sink<'_>) -> Result<(), IndexError>,
-    {
-        let mark = names.len();
-        let mut matcher = Patterns::builder(compiled, size_hint);
-        let mut entries = Vec::new();
-        let mut pairs = Vec::new();
-        let mut pair_ids: FnvMap<(u32, u32), u32> = FnvMap::default();
-        let mut count = 0;
-        let first = source(&mut |pattern, module, priority| {
-            let entry = entries.len() as u32;
-            if matcher.insert(pattern, entry) {
-                let module = names.intern(module);
-                let pair = *pair_ids.entry((module, priority)).or_insert_with(|| {
-                    pairs.push((module, priority));
-                    (pairs.len() - 1) as u32
-                });
-                entries.push(pair);
-                count += 1;
-            } else {
-                warn!(
-                    pattern = %String::from_utf8_lossy(pattern),
-                    "alias pattern skipped: it can never match or has too many wildcards"
-                );
-                entries.push(REJECTED);
+    /// The set of (pattern, module, priority) rows, given in file order; a pattern that can
+    /// match nothing is skipped with a warning.
+    fn build(mut rows: Vec<(String, String, u32)>, names: &mut Interner) -> AliasSet {
+        rows.retain(|(pattern, _, _)| {
+            let keep = counted(pattern.as_bytes());
+            if !keep {
+                warn!(%pattern, "alias pattern skipped: it can never match");
             }
-            Ok(())
+            keep
         });
-        if let Err(e) = first {
-            names.truncate(mark);
-            return Err(e);
+        // Stable: rows of one pattern keep file order.
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut set = AliasSet::default();
+        let mut pair_ids: FnvMap<(u32, u32), u32> = FnvMap::default();
+        for (pattern, module, priority) in &rows {
+            set.patterns.extend_from_slice(pattern.as_bytes());
+            let module = names.intern(module);
+            let pair = *pair_ids.entry((module, *priority)).or_insert_with(|| {
+                set.pairs.push((module, *priority));
+                (set.pairs.len() - 1) as u32
+            });
+            set.entries.push((set.patterns.len() as u32, pair));
         }
-        drop(pair_ids);
-        let matcher = matcher.finish();
         // Priorities shared by several modules (every pair is distinct).
-        let mut by_priority: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        let mut by_priority: Vec<u32> = set.pairs.iter().map(|p| p.1).collect();
         by_priority.sort_unstable();
         let mut shared: Vec<u32> = by_priority
             .windows(2)
@@ -343,12 +186,9 @@ impl AliasSet {
             .map(|w| w[0])
             .collect();
         shared.dedup();
-        let mut ranks = Vec::new();
         if !shared.is_empty() {
-            let tracked = |e: u32| {
-                let pair = entries[e as usize];
-                pair != REJECTED && shared.binary_search(&pairs[pair as usize].1).is_ok()
-            };
+            let tracked = |e: u32| shared.binary_search(&set.pair(e).1).is_ok();
+            let mut ranks = Vec::new();
             let mut closed = |first: u32, last: u32, wild: u32, post: u32| {
                 ranks.extend(
                     (first..=last)
@@ -357,29 +197,35 @@ impl AliasSet {
                 );
             };
             let mut order = PostOrder::default();
-            let mut entry = 0u32;
-            source(&mut |pattern, _, _| {
-                order.push(pattern, entry, &mut closed);
-                entry += 1;
-                Ok(())
-            })?;
+            for (entry, (pattern, _, _)) in rows.iter().enumerate() {
+                order.push(pattern.as_bytes(), entry as u32, &mut closed);
+            }
             order.finish(&mut closed);
             ranks.sort_unstable();
+            set.ranks = ranks;
         }
-        entries.shrink_to_fit();
-        pairs.shrink_to_fit();
-        ranks.shrink_to_fit();
-        Ok(AliasSet {
-            matcher,
-            entries,
-            pairs,
-            ranks,
-            count,
-        })
+        set.patterns.shrink_to_fit();
+        set.entries.shrink_to_fit();
+        set.pairs.shrink_to_fit();
+        set.ranks.shrink_to_fit();
+        set
+    }
+
+    /// The entries whose pattern matches `query`.
+    fn find(&self, query: &[u8]) -> Vec<u32> {
+        let mut start = 0;
+        let mut hits = Vec::new();
+        for (entry, &(end, _)) in self.entries.iter().enumerate() {
+            if fnmatch(&self.patterns[start..end as usize], query) {
+                hits.push(entry as u32);
+            }
+            start = end as usize;
+        }
+        hits
     }
 
     fn pair(&self, entry: u32) -> (u32, u32) {
-        self.pairs[self.entries[entry as usize] as usize]
+        self.pairs[self.entries[entry as usize].1 as usize]
     }
 
     /// Sort key of an entry in discovery order (only meaningful for tracked entries).
@@ -391,8 +237,8 @@ impl AliasSet {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.matcher.heap_bytes()
-            + self.entries.capacity() * 4
+        self.patterns.capacity()
+            + self.entries.capacity() * 8
             + self.pairs.capacity() * 8
             + self.ranks.capacity() * 12
     }
@@ -401,7 +247,7 @@ impl AliasSet {
 /// An entry of the dependency table whose line did not parse (kept verbatim in `raw`).
 const RAW: u32 = u32::MAX;
 
-/// `modules.dep`, compiled.
+/// `modules.dep` read from its text form.
 #[derive(Debug, Clone, Default)]
 struct DepTable {
     /// The file read (named in errors found at lookup).
@@ -526,8 +372,8 @@ type InPlace = Arc<Mutex<BinFile>>;
 /// reads about 20 of them.
 pub const LOOKUP_WINDOW: usize = 4 << 10;
 
-/// The index files of a [`ModuleIndex::open`]ed directory that are looked up in place; `None`
-/// for what is held compiled (a loaded index, or a text fallback).
+/// The index files that are looked up in place; `None` for a text fallback (held in memory) or
+/// an absent file.
 #[derive(Debug, Clone, Default)]
 struct InPlaceFiles {
     aliases: Option<InPlace>,
@@ -539,13 +385,11 @@ struct InPlaceFiles {
 #[derive(Debug, Clone)]
 pub struct ModuleIndex {
     dir: PathBuf,
-    /// Whether it was [`ModuleIndex::open`]ed (its binary files, when valid, looked up in place).
-    in_place: bool,
     /// Files looked up in place.
     files: InPlaceFiles,
-    /// Patterns of the alias files looked up in place (what [`ModuleIndex::alias_count`] says).
+    /// Patterns of the alias file looked up in place (what [`ModuleIndex::alias_count`] says).
     in_place_aliases: usize,
-    /// Module names of both alias sets.
+    /// Module names of both text fallback alias sets.
     names: Strs,
     aliases: AliasSet,
     builtin_aliases: AliasSet,
@@ -690,18 +534,6 @@ fn read_alias_text(path: &Path) -> Result<Vec<(String, String)>, IndexError> {
     Ok(rows)
 }
 
-/// Feeds (pattern, module, priority) rows to a sink in pattern order.
-fn sorted_rows(
-    mut rows: Vec<(String, String, u32)>,
-) -> impl FnMut(&mut Sink<'_>) -> Result<(), IndexError> {
-    // Stable: rows of one pattern keep file order.
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    move |sink: &mut Sink<'_>| {
-        rows.iter()
-            .try_for_each(|(p, m, prio)| sink(p.as_bytes(), m, *prio))
-    }
-}
-
 /// The items in order, each at its first occurrence. Few items: a linear scan; many (a
 /// hostile index): a set, to stay linear.
 fn first_occurrences<T: Eq + Hash + Clone>(items: impl ExactSizeIterator<Item = T>) -> Vec<T> {
@@ -719,9 +551,9 @@ fn first_occurrences<T: Eq + Hash + Clone>(items: impl ExactSizeIterator<Item = 
     out
 }
 
-/// Opens a binary index for lookups in place: walks it whole once (as loading does, so that
-/// corruption is found now), checking that values are UTF-8 for an alias index; returns the
-/// file, reset to [`LOOKUP_WINDOW`]s, and the number of patterns a matcher would accept.
+/// Opens a binary index for lookups in place: walks it whole once (so that corruption is found
+/// now, not at a lookup), checking that values are UTF-8 for an alias index; returns the file,
+/// reset to [`LOOKUP_WINDOW`]s, and the number of patterns that can match ([`counted`]).
 fn checked_in_place(path: &Path, aliases: bool) -> Result<(InPlace, usize), IndexError> {
     let mut bin = BinFile::open(path)?.with_window(LOOKUP_WINDOW);
     let mut count = 0usize;
@@ -751,30 +583,15 @@ fn match_in_place(file: &InPlace, alias: &str) -> Result<Vec<String>, IndexError
 }
 
 impl ModuleIndex {
-    /// Loads the index of `dir` (e.g. `/lib/modules/6.12.100+deb12-amd64`), compiled: the
-    /// alias patterns into matchers, `modules.dep` into a table: slower to open and larger
-    /// in memory than [`ModuleIndex::open`], but each lookup is much faster.
-    #[cfg(feature = "compiled-index")]
-    pub fn load(dir: &Path) -> Result<Self, IndexError> {
-        Self::read(dir, false)
-    }
-
-    /// Opens the index of `dir` for lookups in place, as libkmod does: the binary alias and
-    /// dependency files are checked whole (a walk of every node, so that a corrupt file falls
-    /// back to its text form now, not at a lookup) and then read again at each lookup, a few
-    /// [`LOOKUP_WINDOW`]s at a time; nothing of them is kept but four windows per file. Text
-    /// fallbacks are kept as written and scanned with `fnmatch` at each lookup. No heap beyond
-    /// the windows is kept for the binary files.
+    /// Opens the index of `dir` (e.g. `/lib/modules/6.12.100+deb12-amd64`) for lookups in
+    /// place, as libkmod does: the binary alias and dependency files are checked whole (a walk
+    /// of every node, so that a corrupt file falls back to its text form now, not at a lookup)
+    /// and then read again at each lookup, a few [`LOOKUP_WINDOW`]s at a time; nothing of them
+    /// is kept but four windows per file. Text fallbacks are kept as written and scanned with
+    /// `fnmatch` at each lookup.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
-        Self::read(dir, true)
-    }
-
-    /// [`ModuleIndex::open`] if `in_place`, else `ModuleIndex::load` (which only the
-    /// `compiled-index` feature offers).
-    pub(crate) fn read(dir: &Path, in_place: bool) -> Result<Self, IndexError> {
         let mut idx = ModuleIndex {
             dir: dir.to_owned(),
-            in_place,
             files: InPlaceFiles::default(),
             in_place_aliases: 0,
             names: Strs::default(),
@@ -790,20 +607,18 @@ impl ModuleIndex {
             },
         };
         let mut names = Interner::default();
-        // Dependencies first: their file is read into a buffer above malloc's mmap threshold
-        // and handed back to the kernel when freed. Read after the larger alias file it came
-        // from the heap instead (freeing a mapped buffer raises the threshold to that buffer's
-        // size) and stayed resident. A missing `modules.dep` is still the first error.
-        idx.load_deps(in_place)?;
-        idx.load_aliases(&mut names, in_place)?;
+        // Dependencies first: a missing `modules.dep` is the first error, and a text one, read
+        // whole, comes in a buffer above malloc's mmap threshold, handed back to the kernel when
+        // freed. Read after the larger alias file it came from the heap instead (freeing a
+        // mapped buffer raises the threshold to that buffer's size) and stayed resident.
+        idx.load_deps()?;
+        idx.load_aliases(&mut names)?;
         idx.load_builtin();
-        idx.load_builtin_aliases(&mut names, in_place);
+        idx.load_builtin_aliases(&mut names);
         idx.names = names.into_strs();
         debug!(
             dir = %dir.display(),
             aliases = idx.alias_count(),
-            alias_nodes = idx.aliases.matcher.size(),
-            in_place,
             heap_bytes = idx.heap_bytes(),
             forms = ?idx.forms,
             "module index loaded"
@@ -816,12 +631,6 @@ impl ModuleIndex {
         &self.dir
     }
 
-    /// Whether the index was [`ModuleIndex::open`]ed (binary files looked up in place) rather
-    /// than loaded (`ModuleIndex::load`).
-    pub fn in_place(&self) -> bool {
-        self.in_place
-    }
-
     /// Which form each index was read from.
     pub fn forms(&self) -> Forms {
         self.forms
@@ -831,7 +640,7 @@ impl ModuleIndex {
     pub fn alias_count(&self) -> usize {
         match self.files.aliases {
             Some(_) => self.in_place_aliases,
-            None => self.aliases.count,
+            None => self.aliases.entries.len(),
         }
     }
 
@@ -863,9 +672,9 @@ impl ModuleIndex {
             + builtin
     }
 
-    /// Every (pattern, module) entry of `modules.alias` that the matcher accepted (as many as
-    /// [`Self::alias_count`]), in file order. The index keeps only the compiled matcher, so
-    /// this reads the file again, in the form it was loaded from (for tests and corpora).
+    /// Every (pattern, module) entry of `modules.alias` that can match (as many as
+    /// [`Self::alias_count`]), in file order. This reads the file again, in the form it was
+    /// loaded from (for tests and corpora).
     pub fn alias_patterns(&self) -> Result<Vec<(Vec<u8>, String)>, IndexError> {
         match self.forms.alias {
             Form::Binary => {
@@ -892,37 +701,15 @@ impl ModuleIndex {
         }
     }
 
-    fn alias_set_from_bin(path: &Path, names: &mut Interner) -> Result<AliasSet, IndexError> {
-        // Walked through windows, not read whole: the file is the largest one read.
-        let mut bin = BinFile::open(path)?;
-        let size = bin.len();
-        AliasSet::build(
-            |sink: &mut Sink<'_>| {
-                let mut off = 0usize;
-                bin.for_each(|key, priority, value| {
-                    off += 1;
-                    sink(key, utf8(path, "module name", value, off)?, priority)
-                })
-            },
-            names,
-            size,
-            true,
-        )
-    }
-
-    fn load_aliases(&mut self, names: &mut Interner, in_place: bool) -> Result<(), IndexError> {
+    fn load_aliases(&mut self, names: &mut Interner) -> Result<(), IndexError> {
         let bin = self.dir.join("modules.alias.bin");
-        let from_bin = if in_place {
-            checked_in_place(&bin, true).map(|(file, count)| {
-                self.files.aliases = Some(file);
-                self.in_place_aliases = count;
-            })
-        } else {
-            Self::alias_set_from_bin(&bin, names).map(|set| self.aliases = set)
-        };
+        let from_bin = checked_in_place(&bin, true).map(|(file, count)| {
+            self.files.aliases = Some(file);
+            self.in_place_aliases = count;
+        });
         let text = self.dir.join("modules.alias");
         match binary_or_text(from_bin, &text, "alias index", |text| {
-            Self::alias_set_from_text(text, names, !in_place)
+            Self::alias_set_from_text(text, names)
         }) {
             Ok((form, set)) => {
                 self.forms.alias = form;
@@ -935,11 +722,7 @@ impl ModuleIndex {
         }
     }
 
-    fn alias_set_from_text(
-        path: &Path,
-        names: &mut Interner,
-        compiled: bool,
-    ) -> Result<AliasSet, IndexError> {
+    fn alias_set_from_text(path: &Path, names: &mut Interner) -> Result<AliasSet, IndexError> {
         // depmod writes modules.alias in module order: a module's first line is its priority.
         let mut first_seen: FnvMap<String, u32> = FnvMap::default();
         let rows = read_alias_text(path)?
@@ -950,28 +733,12 @@ impl ModuleIndex {
                 (pattern, module, priority)
             })
             .collect();
-        AliasSet::build(sorted_rows(rows), names, 0, compiled)
+        Ok(AliasSet::build(rows, names))
     }
 
-    fn load_deps(&mut self, in_place: bool) -> Result<(), IndexError> {
-        let bin_path = self.dir.join("modules.dep.bin");
-        let from_bin = if in_place {
-            checked_in_place(&bin_path, false).map(|(file, _)| self.files.deps = Some(file))
-        } else {
-            BinFile::open(&bin_path)
-                .and_then(|mut bin| {
-                    let mut t = DepTableBuilder::new(bin_path.clone());
-                    bin.for_each(|key, _, line| {
-                        // A name that is not UTF-8 can never be looked up.
-                        if let Ok(name) = std::str::from_utf8(key) {
-                            t.add(name, line);
-                        }
-                        Ok(())
-                    })?;
-                    Ok(t.finish())
-                })
-                .map(|table| self.deps = table)
-        };
+    fn load_deps(&mut self) -> Result<(), IndexError> {
+        let bin = self.dir.join("modules.dep.bin");
+        let from_bin = checked_in_place(&bin, false).map(|(file, _)| self.files.deps = Some(file));
         let text = self.dir.join("modules.dep");
         match binary_or_text(from_bin, &text, "dependency index", Self::deps_from_text) {
             Ok((form, table)) => {
@@ -1050,16 +817,13 @@ impl ModuleIndex {
         }
     }
 
-    fn load_builtin_aliases(&mut self, names: &mut Interner, in_place: bool) {
+    fn load_builtin_aliases(&mut self, names: &mut Interner) {
         let bin = self.dir.join("modules.builtin.alias.bin");
-        let from_bin = if in_place {
-            checked_in_place(&bin, true).map(|(file, _)| self.files.builtin_aliases = Some(file))
-        } else {
-            Self::alias_set_from_bin(&bin, names).map(|set| self.builtin_aliases = set)
-        };
+        let from_bin =
+            checked_in_place(&bin, true).map(|(file, _)| self.files.builtin_aliases = Some(file));
         let modinfo = self.dir.join("modules.builtin.modinfo");
         match binary_or_text(from_bin, &modinfo, "builtin alias index", |modinfo| {
-            Self::builtin_aliases_from_modinfo(modinfo, names, !in_place)
+            Self::builtin_aliases_from_modinfo(modinfo, names)
         }) {
             Ok((form, set)) => {
                 self.forms.builtin_alias = form;
@@ -1078,7 +842,6 @@ impl ModuleIndex {
     fn builtin_aliases_from_modinfo(
         path: &Path,
         names: &mut Interner,
-        compiled: bool,
     ) -> Result<AliasSet, IndexError> {
         let data = read_limited(path, MAX_FILE_LEN)?;
         let mut rows = Vec::new();
@@ -1097,11 +860,11 @@ impl ModuleIndex {
                 Err(e) => debug!(file = %path.display(), record = n, error = %e, "skipping alias"),
             }
         }
-        AliasSet::build(sorted_rows(rows), names, 0, compiled)
+        Ok(AliasSet::build(rows, names))
     }
 
     fn match_set(&self, set: &AliasSet, alias: &str) -> Vec<String> {
-        let mut hits = set.matcher.find(alias.as_bytes());
+        let mut hits = set.find(alias.as_bytes());
         // libkmod keeps values sorted by priority; among equal priorities the value found
         // last comes first. Runs of one priority and one module (every modules.alias run:
         // depmod gives each module its own priority) need no discovery-order sort.

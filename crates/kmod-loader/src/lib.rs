@@ -31,9 +31,8 @@
 //!
 //! * [`binindex`] — libkmod's binary trie format, read as untrusted input (bounds-checked,
 //!   loops and dangling offsets detected, sizes bounded), walked whole or searched in place.
-//! * [`index`] — the module directory: binary indexes with text fallbacks.
+//! * [`index`] — the module directory: binary indexes looked up in place, with text fallbacks.
 //! * [`fnmatch`] — `fnmatch(3)` with flags 0, byte-wise.
-//! * `matcher` — all alias patterns compiled into one trie (cargo feature `compiled-index`).
 //! * [`Config`] — modprobe.d, `modules.softdep`, the kernel command line.
 //! * [`Resolver`] — lookup order ([`Resolver::lookup`]) and load plans ([`Resolver::plan`],
 //!   [`Resolver::module_plans`]), reloading on change ([`Stamp`]).
@@ -84,30 +83,23 @@
 //!   ([`Resolver::is_stale`], [`Resolver::reload_if_changed`]); the caller decides when to
 //!   check, so no timer or inotify thread is needed.
 //!
-//! # Two ways to read an index
+//! # Reading the index
 //!
 //! [`Resolver::open`] ([`ModuleIndex::open`]) looks the binary files up in place, as libkmod
 //! does with its `mmap`s: each file is walked once at open (so a corrupt one falls back to
 //! its text form then), and each lookup reads only the nodes it needs with libkmod's own
-//! search ([`binindex::BinFile::search_wild`]). devmgr's daemon and `devmgr resolve` use it:
-//! a boot looks up few aliases, so holding next to nothing is worth more than fast lookups.
+//! search ([`binindex::BinFile::search_wild`]). A boot looks up few aliases, so holding next
+//! to nothing is worth more than fast lookups.
 //!
 //! When a binary file is missing or corrupt, its text form (`modules.alias`,
 //! `modules.builtin.modinfo`) is read instead and kept as written: a lookup tries each
-//! pattern with [`fnmatch`](fnmatch::fnmatch), in file order, and orders the matches as
-//! libkmod does. That is slower per lookup than the binary search, and it is the rare case.
+//! pattern with [`fnmatch`](fnmatch::fnmatch) and orders the matches as libkmod does. That is
+//! slower per lookup than the binary search, and it is the rare case.
 //!
-//! `Resolver::load` (`ModuleIndex::load`) compiles every alias pattern, binary or text, into
-//! one trie (the `matcher` module): lookups are much faster, at the cost of keeping the
-//! compiled index in memory and about 1,400 more lines of code. It sits behind the cargo
-//! feature `compiled-index`, off by default, rather than being removed: the benchmarks
-//! against libkmod, the differential and property tests (which check lookups in place against
-//! it), and the fuzz target's `index_reader` use it, and an embedder that looks up many
-//! aliases may want it. The shipped binary, built without the feature, does not contain it.
-//! Both ways give the same plans as `modprobe` for every alias of Debian 12's kernels
+//! Lookups give the same plans as `modprobe` for every alias of Debian 12's kernels
 //! (`tests/integration/differential.rs`, which `scripts/test` runs with
 //! `DEVMGR_REQUIRE_ALL_TESTS=1` so that it fails rather than skips when the kernels are
-//! missing).
+//! missing), and the text fallbacks the same as the binary files.
 //!
 //! Decompression uses pure-Rust crates (`lzma-rs`, `ruzstd`, `flate2` with miniz_oxide): no C
 //! toolchain or system library, and the output is bounded. Module loading is rare, so their
@@ -116,9 +108,9 @@
 //! Benchmarks (lookups against libkmod, memory, the worker pool) and the commands that
 //! produce them are in `crates/kmod-loader/BENCH.md`.
 
-// Public modules: the index readers and the matcher (feature `compiled-index`) are used on
-// their own (the `fuzz` crate's `index_reader` target drives them directly; `devmgr trigger`
-// matches with `fnmatch`), and `load` groups the loader. Everything else is private and re-exported below.
+// Public modules: the index readers are used on their own (the `fuzz` crate's `index_reader`
+// target drives them directly; `devmgr trigger` matches with `fnmatch`), and `load` groups the
+// loader. Everything else is private and re-exported below.
 pub mod binindex;
 mod config;
 mod error;
@@ -126,8 +118,6 @@ mod fasthash;
 pub mod fnmatch;
 pub mod index;
 pub mod load;
-#[cfg(feature = "compiled-index")]
-pub mod matcher;
 mod normalize;
 mod options;
 mod reload;
@@ -137,8 +127,6 @@ mod strs;
 pub use config::{Command, Config, ConfigAlias, DEFAULT_CONFIG_DIRS, Softdep, Weakdep};
 pub use error::{AliasError, IndexError};
 pub use index::ModuleIndex;
-#[cfg(feature = "compiled-index")]
-pub use matcher::{AliasMatcher, AliasMatcherBuilder};
 pub use normalize::{MAX_ALIAS_LEN, module_name_from_path, normalize_alias, underscores};
 pub use options::ResolverOptions;
 pub use reload::Stamp;

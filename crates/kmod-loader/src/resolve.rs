@@ -178,8 +178,6 @@ pub struct Resolver {
     config: Config,
     options: ResolverOptions,
     stamp: Stamp,
-    /// Whether the index is looked up in place ([`Resolver::open`]); reloads keep it so.
-    in_place: bool,
 }
 
 fn dedup_push(list: &mut Vec<ModuleRef>, m: ModuleRef) {
@@ -189,23 +187,12 @@ fn dedup_push(list: &mut Vec<ModuleRef>, m: ModuleRef) {
 }
 
 impl Resolver {
-    /// Loads the index, compiled ([`ModuleIndex::load`]), and the configuration (cargo
-    /// feature `compiled-index`).
-    #[cfg(feature = "compiled-index")]
-    pub fn load(options: ResolverOptions) -> Result<Self, IndexError> {
-        Self::read(options, false)
-    }
-
-    /// Opens the index for lookups in place ([`ModuleIndex::open`]: less memory, no compile
-    /// time, slower lookups) and loads the configuration.
+    /// Opens the index for lookups in place ([`ModuleIndex::open`]) and loads the
+    /// configuration.
     pub fn open(options: ResolverOptions) -> Result<Self, IndexError> {
-        Self::read(options, true)
-    }
-
-    fn read(options: ResolverOptions, in_place: bool) -> Result<Self, IndexError> {
         // Stamp first: a change during loading then shows up as stale on the next check.
         let stamp = Stamp::take(&options);
-        let index = ModuleIndex::read(&options.module_dir, in_place)?;
+        let index = ModuleIndex::open(&options.module_dir)?;
         let config = Config::load(
             &options.config_dirs,
             Some(&options.module_dir),
@@ -216,7 +203,6 @@ impl Resolver {
             config,
             options,
             stamp,
-            in_place,
         })
     }
 
@@ -228,13 +214,11 @@ impl Resolver {
             cmdline: None,
         };
         let stamp = Stamp::take(&options);
-        let in_place = index.in_place();
         Resolver {
             index,
             config,
             options,
             stamp,
-            in_place,
         }
     }
 
@@ -265,7 +249,7 @@ impl Resolver {
         if !self.is_stale() {
             return Ok(false);
         }
-        *self = Resolver::read(self.options.clone(), self.in_place)?;
+        *self = Resolver::open(self.options.clone())?;
         info!(dir = %self.options.module_dir.display(), "module index reloaded");
         Ok(true)
     }

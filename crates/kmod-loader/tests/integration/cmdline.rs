@@ -198,7 +198,7 @@ fn modaliases(resolver: &Resolver) -> Vec<String> {
             patterns
                 .iter()
                 .filter(|(_, module)| *module == name)
-                .find_map(|(p, _)| kmod_loader::matcher::example_for(p))
+                .find_map(|(p, _)| kmod_loader::fnmatch::example_for(p))
                 .and_then(|e| String::from_utf8(e).ok())
                 .unwrap_or_else(|| panic!("no modalias for {m}"))
         })
@@ -227,12 +227,12 @@ fn command_line_handling_equals_modprobe_with_the_same_command_line() {
             let label = label(i, line);
             let file = tmp.path().join(format!("cmdline-{i}"));
             std::fs::write(&file, line).expect("write command line");
-            let resolver = Resolver::load(ResolverOptions {
+            let resolver = Resolver::open(ResolverOptions {
                 module_dir: dir.clone(),
                 config_dirs: vec![conf.clone()],
                 cmdline: Some(file.clone()),
             })
-            .expect("load index");
+            .expect("open index");
             if queries.len() == MODULES.len() {
                 queries.extend(modaliases(&resolver));
             }
@@ -320,12 +320,12 @@ fn modules_weakdep_entries_are_never_planned() {
     f.write("modules.weakdep", b"weakdep a b\n");
     let conf = tempfile::tempdir().expect("tempdir");
     std::fs::write(conf.path().join("w.conf"), "weakdep a b\n").expect("write config");
-    let resolver = Resolver::load(ResolverOptions {
+    let resolver = Resolver::open(ResolverOptions {
         module_dir: f.dir().to_owned(),
         config_dirs: vec![conf.path().to_owned()],
         cmdline: None,
     })
-    .expect("load");
+    .expect("open");
     for query in ["pci:v1", "a"] {
         let plan = resolver.plan(query).expect("plan");
         let modules: Vec<&str> = plan.steps.iter().map(|s| s.module()).collect();

@@ -170,7 +170,7 @@ fn a_corrupt_binary_index_falls_back_to_the_text_files() {
     );
     f.write("modules.builtin.bin", b"");
     f.write("modules.builtin.alias.bin", b"\xb0\x07");
-    let idx = ModuleIndex::load(f.dir()).expect("text fallback");
+    let idx = ModuleIndex::open(f.dir()).expect("text fallback");
     let forms = idx.forms();
     assert_eq!(
         (forms.alias, forms.dep, forms.builtin, forms.builtin_alias),
@@ -195,7 +195,7 @@ fn a_corrupt_binary_index_falls_back_to_the_text_files() {
 #[test]
 fn binary_indexes_are_preferred_when_valid() {
     let f = fixture();
-    let idx = ModuleIndex::load(f.dir()).expect("load");
+    let idx = ModuleIndex::open(f.dir()).expect("open");
     let forms = idx.forms();
     assert_eq!(
         (forms.alias, forms.dep, forms.builtin, forms.builtin_alias),
@@ -208,7 +208,7 @@ fn missing_required_indexes_are_a_typed_error_naming_both_files() {
     let f = fixture();
     f.remove("modules.alias.bin");
     f.remove("modules.alias");
-    let err = ModuleIndex::load(f.dir()).expect_err("missing");
+    let err = ModuleIndex::open(f.dir()).expect_err("missing");
     assert!(
         matches!(
             err,
@@ -222,7 +222,7 @@ fn missing_required_indexes_are_a_typed_error_naming_both_files() {
     let f = fixture();
     f.write("modules.dep.bin", b"not an index file");
     f.remove("modules.dep");
-    let err = ModuleIndex::load(f.dir()).expect_err("missing");
+    let err = ModuleIndex::open(f.dir()).expect_err("missing");
     assert!(
         matches!(
             err,
@@ -241,7 +241,7 @@ fn malformed_text_lines_are_reported_with_their_line_number() {
     let f = fixture();
     f.remove("modules.alias.bin");
     f.write("modules.alias", b"alias ok foo\nnonsense\n");
-    let err = ModuleIndex::load(f.dir()).expect_err("bad line");
+    let err = ModuleIndex::open(f.dir()).expect_err("bad line");
     assert!(
         err.to_string().contains("modules.alias:2: malformed line"),
         "{err}"
@@ -260,7 +260,7 @@ fn optional_indexes_may_be_absent() {
     ] {
         f.remove(name);
     }
-    let idx = ModuleIndex::load(f.dir()).expect("load");
+    let idx = ModuleIndex::open(f.dir()).expect("open");
     assert_eq!(idx.forms().builtin, Form::Absent);
     assert!(!idx.is_builtin("ext4").expect("builtin"));
 }
@@ -273,7 +273,7 @@ fn a_module_path_escaping_the_module_directory_is_refused() {
         "modules.dep.bin",
         &encode_index(&[("foo", 0, line), ("bar", 1, "kernel/a/bar.ko.xz:")]),
     );
-    let r = Resolver::from_parts(ModuleIndex::load(f.dir()).expect("load"), Config::default());
+    let r = Resolver::from_parts(ModuleIndex::open(f.dir()).expect("open"), Config::default());
     let err = r.plan("pci:v00001234d0001").expect_err("escape");
     assert!(
         matches!(&err, ResolveError::Index(IndexError::PathEscape { module_path, .. }) if module_path == "../../../etc/evil.ko"),
@@ -284,7 +284,7 @@ fn a_module_path_escaping_the_module_directory_is_refused() {
         "modules.dep.bin",
         &encode_index(&[("foo", 0, "kernel/a/foo.ko.xz: /lib/x.ko")]),
     );
-    let r = Resolver::from_parts(ModuleIndex::load(f.dir()).expect("load"), Config::default());
+    let r = Resolver::from_parts(ModuleIndex::open(f.dir()).expect("open"), Config::default());
     assert!(matches!(
         r.plan("foo"),
         Err(ResolveError::Index(IndexError::PathEscape { .. }))
@@ -338,7 +338,7 @@ fn a_module_name_that_is_not_utf8_falls_back_to_the_text_index() {
     let at = data.windows(3).position(|w| w == b"foo").expect("value");
     data[at] = 0xFF;
     f.write("modules.alias.bin", &data);
-    let idx = ModuleIndex::load(f.dir()).expect("fallback");
+    let idx = ModuleIndex::open(f.dir()).expect("fallback");
     assert_eq!(idx.forms().alias, Form::Text);
     assert_eq!(
         idx.match_aliases("pci:v00001234d0001").expect("lookup"),
@@ -370,12 +370,12 @@ fn alias_patterns_lists_the_accepted_patterns_in_both_forms() {
         "",
     );
     let want = vec![(b"pci:v1*".to_vec(), "foo".to_owned())];
-    let idx = ModuleIndex::load(f.dir()).expect("load");
+    let idx = ModuleIndex::open(f.dir()).expect("open");
     assert_eq!(idx.forms().alias, Form::Binary);
     assert_eq!(idx.alias_count(), 1);
     assert_eq!(idx.alias_patterns().expect("patterns"), want);
     f.remove("modules.alias.bin");
-    let idx = ModuleIndex::load(f.dir()).expect("load");
+    let idx = ModuleIndex::open(f.dir()).expect("open");
     assert_eq!(idx.forms().alias, Form::Text);
     assert_eq!(idx.alias_count(), 1);
     assert_eq!(idx.alias_patterns().expect("patterns"), want);

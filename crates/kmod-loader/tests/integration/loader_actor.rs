@@ -62,7 +62,7 @@ const NEW: &str = "usb:v1234p5678d0100dc00dsc00dp00ic03isc01ip01in00";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_events_load_their_plans_and_a_changed_index_is_reloaded_before_the_next_batch() {
     let f = fixture(&[("pci:v00008086d00001533sv*sd*bc*sc*i*", "igb")]);
-    let resolver = Resolver::load(ResolverOptions {
+    let resolver = Resolver::open(ResolverOptions {
         module_dir: f.dir().to_path_buf(),
         config_dirs: Vec::new(),
         cmdline: None,
@@ -128,7 +128,7 @@ async fn modprobe_d_install_lines_run_disable_or_stop_as_in_modprobe() {
     .expect("write config");
     let resolver = |extra: &str| {
         std::fs::write(conf.path().join("extra.conf"), extra).expect("write config");
-        Resolver::load(ResolverOptions {
+        Resolver::open(ResolverOptions {
             module_dir: f.dir().to_path_buf(),
             config_dirs: vec![conf.path().to_path_buf()],
             cmdline: None,

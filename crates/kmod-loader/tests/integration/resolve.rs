@@ -76,7 +76,7 @@ fn resolver(f: &Fixture, config: &str, cmdline: &str) -> Resolver {
         "modules.softdep",
     );
     c.parse_cmdline(cmdline);
-    Resolver::from_parts(ModuleIndex::load(f.dir()).expect("load"), c)
+    Resolver::from_parts(ModuleIndex::open(f.dir()).expect("open"), c)
 }
 
 fn names(steps: &[Step]) -> Vec<&str> {
@@ -278,41 +278,31 @@ fn install_commands_are_planned_not_run_by_the_resolver() {
 
 #[test]
 fn the_resolver_reloads_when_the_index_or_config_changes() {
-    // Both ways of reading the index; a reload keeps the way.
-    for in_place in [false, true] {
-        let f = fixture("");
-        let conf = tempfile::tempdir().expect("tempdir");
-        let options = ResolverOptions {
-            module_dir: f.dir().to_owned(),
-            config_dirs: vec![conf.path().to_owned()],
-            cmdline: None,
-        };
-        let mut r = if in_place {
-            Resolver::open(options)
-        } else {
-            Resolver::load(options)
-        }
-        .expect("load");
-        assert!(!r.is_stale());
-        assert!(!r.reload_if_changed().expect("no reload"));
-        assert!(!r.plan("platform:pcspkr").expect("plan").steps.is_empty());
-        std::fs::write(conf.path().join("bl.conf"), "blacklist pcspkr\n").expect("write");
-        assert!(r.is_stale());
-        assert!(r.reload_if_changed().expect("reload"));
-        assert!(r.plan("platform:pcspkr").expect("plan").steps.is_empty());
-        // The index: a new alias appears after depmod rewrote modules.alias.bin (a new file
-        // renamed over the old one, as depmod does).
-        let new = f.dir().join("modules.alias.bin.new");
-        std::fs::write(&new, common::encode_index(&[("platform:newdev", 0, "dca")]))
-            .expect("write");
-        std::fs::rename(&new, f.dir().join("modules.alias.bin")).expect("rename");
-        assert!(r.reload_if_changed().expect("reload"));
-        assert_eq!(r.index().in_place(), in_place);
-        assert_eq!(
-            names(&r.plan("platform:newdev").expect("plan").steps),
-            vec!["dca"]
-        );
-    }
+    let f = fixture("");
+    let conf = tempfile::tempdir().expect("tempdir");
+    let mut r = Resolver::open(ResolverOptions {
+        module_dir: f.dir().to_owned(),
+        config_dirs: vec![conf.path().to_owned()],
+        cmdline: None,
+    })
+    .expect("open");
+    assert!(!r.is_stale());
+    assert!(!r.reload_if_changed().expect("no reload"));
+    assert!(!r.plan("platform:pcspkr").expect("plan").steps.is_empty());
+    std::fs::write(conf.path().join("bl.conf"), "blacklist pcspkr\n").expect("write");
+    assert!(r.is_stale());
+    assert!(r.reload_if_changed().expect("reload"));
+    assert!(r.plan("platform:pcspkr").expect("plan").steps.is_empty());
+    // The index: a new alias appears after depmod rewrote modules.alias.bin (a new file
+    // renamed over the old one, as depmod does).
+    let new = f.dir().join("modules.alias.bin.new");
+    std::fs::write(&new, common::encode_index(&[("platform:newdev", 0, "dca")])).expect("write");
+    std::fs::rename(&new, f.dir().join("modules.alias.bin")).expect("rename");
+    assert!(r.reload_if_changed().expect("reload"));
+    assert_eq!(
+        names(&r.plan("platform:newdev").expect("plan").steps),
+        vec!["dca"]
+    );
 }
 
 #[test]
