@@ -1,22 +1,7 @@
-//! Adapter for runnables that are ractor actors.
-//!
-//! Each incarnation spawns a small watchdog actor, which spawns the real actor linked to itself
-//! and forwards its supervision events. The node signals Healthy once the actor's `pre_start`
-//! succeeded. The node dies (returns an error) when the actor fails, is killed, or stops on its
-//! own without having signalled Done; an actor that signalled Done through its node's context
-//! and then stops ends the node Done. When the node's context is cancelled the actor is stopped
-//! gracefully and the node ends Canceled; an actor that does not stop within the stop timeout
-//! (stuck in a handler) is killed.
-//!
-//! Panics in the actor's callbacks (`pre_start`, `post_start`, `handle`,
-//! `handle_supervisor_evt`, `post_stop`) are caught by the adapter and raised again in the
-//! node's runnable, with their original payload, once the actor is gone: they are panics of the
-//! runnable, propagated under [`Options::propagate_panic`](crate::Options::propagate_panic)
-//! and by the [`TestHarness`](crate::TestHarness) like any other.
-//!
-//! The node never exits while its actor still runs: a kill only takes effect at the
-//! actor's next await point, so an actor blocking its thread in a handler keeps its node live,
-//! with a warning every stop timeout, until it returns.
+//! Adapter for runnables that are ractor actors: each incarnation spawns a small watchdog
+//! actor, which spawns the real actor linked to itself and forwards its supervision events.
+//! The rules (Healthy, Done, death, stop and kill, panics) are in
+//! `docs/supervisor.md#actors-under-supervision`.
 
 use std::future::Future;
 use std::marker::PhantomData;
