@@ -71,6 +71,8 @@ mod tests {
             ("500ms", Duration::from_millis(500)),
             ("1.5s", Duration::from_millis(1500)),
             ("1m30s", Duration::from_secs(90)),
+            ("2m", Duration::from_secs(120)),
+            ("1h30m", Duration::from_secs(5400)),
             ("2h45m", Duration::from_secs(2 * 3600 + 45 * 60)),
             ("1h0m0.5s", Duration::from_millis(3_600_500)),
             ("250us", Duration::from_micros(250)),
