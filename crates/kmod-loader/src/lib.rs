@@ -67,34 +67,12 @@
 //!
 //! # How it behaves
 //!
-//! The rules — how the index is read, the lookup order, modprobe.d and the command line, what
-//! a plan holds, what the kernel's answers mean, the scheduler, `install` commands, udev's
-//! other driver rules, and where we differ from libkmod on purpose — are described in
-//! `docs/kmod-loader.md` in the repository; comments in the code link to its headings. In
-//! short:
-//!
-//! * A lookup asks libkmod's sources in libkmod's order and keeps every module of the first
-//!   that answers; each module becomes a plan of softdep `pre`, dependencies, the module and
-//!   softdep `post`, with its options.
-//! * The loader loads each module at most once at a time (other requests wait for that load),
-//!   independent modules in parallel, and reads `/sys/module/<name>/initstate` at every
-//!   request, so a module removed with `rmmod` is loaded again by the next device needing it.
-//! * The index and configuration are reloaded when they change on disk
-//!   ([`Resolver::is_stale`], [`Resolver::reload_if_changed`]); the caller decides when to
-//!   check, so no timer or inotify thread is needed.
-//!
-//! # Reading the index
-//!
-//! [`Resolver::open`] ([`ModuleIndex::open`]) looks the binary files up in place, as libkmod
-//! does with its `mmap`s: each file is walked once at open (so a corrupt one falls back to
-//! its text form then), and each lookup reads only the nodes it needs with libkmod's own
-//! search ([`binindex::BinFile::search_wild`]). A boot looks up few aliases, so holding next
-//! to nothing is worth more than fast lookups.
-//!
-//! When a binary file is missing or corrupt, its text form (`modules.alias`,
-//! `modules.builtin.modinfo`) is read instead and kept as written: a lookup tries each
-//! pattern with [`fnmatch`](fnmatch::fnmatch) and orders the matches as libkmod does. That is
-//! slower per lookup than the binary search, and it is the rare case.
+//! The rules — how the index is read (binary files looked up in place, as libkmod does with its
+//! `mmap`s, or their text forms when missing or corrupt), the lookup order, modprobe.d and the
+//! command line, what a plan holds, reloading on change, what the kernel's answers mean, the
+//! scheduler, `install` commands, udev's other driver rules, and where we differ from libkmod
+//! on purpose — are described in `docs/kmod-loader.md` in the repository; comments in the code
+//! link to its headings.
 //!
 //! Lookups give the same plans as `modprobe` for every alias of Debian 12's kernels
 //! (`tests/integration/differential.rs`, which `scripts/test` runs with
