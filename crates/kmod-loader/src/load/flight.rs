@@ -1,14 +1,7 @@
 //! One run at a time per alias: the loader actor folds a request for an alias whose plans run
-//! now into that run, so a thousand devices with the same `MODALIAS` added at once (the logical
-//! units of a SCSI target: `scsi:t-0x00`) make one or two runs, not a thousand tasks waiting on
-//! the same module.
-//!
-//! A replayed device (coldplug) existed before the run started, so the run's outcome is its
-//! outcome: its driver probed it when it registered, or it failed for it too — as the single
-//! flight per module gave a second plan the first one's outcome. A device that really appeared
-//! meanwhile gets one more run once the current one ends: if the load succeeded, it finds the
-//! module live and does nothing (the driver bound the device as it was added); if it failed, the
-//! new device gets its own try, as it would under udev.
+//! now into that run, so a thousand devices with the same `MODALIAS` added at once make one or
+//! two runs, not a thousand tasks waiting on the same module. What a replayed device and a
+//! device that really appeared meanwhile get: `docs/kmod-loader.md#one-run-at-a-time-per-alias`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

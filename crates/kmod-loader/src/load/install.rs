@@ -1,19 +1,7 @@
-//! modprobe.d `install` commands: what the loader does for a module that has one.
-//!
-//! modprobe runs an `install` command instead of loading the module (libkmod's
-//! `module_do_install_commands`): `$CMDLINE_OPTS` is replaced by the module's options, the
-//! command runs through `/bin/sh -c` with `MODPROBE_MODULE` set to the module's name, and a
-//! non-zero exit status is a failure of that step. The loader does the same, with two
-//! differences an administrator should know:
-//!
-//! * `install X /bin/true` and `install X /bin/false` (also `/usr/bin/…` and the bare names) are
-//!   how Debian users disable a module. They are not run: the module is left out quietly
-//!   (a debug line, counted as disabled). `/bin/false` also ends the plan it is in, as its
-//!   exit status does in modprobe: a module whose dependency is disabled this way is not loaded.
-//! * Any other command runs only when [`InstallPolicy::run`] allows it (devmgr's
-//!   `loader.run_install_commands`, on by default as in modprobe), with a time limit; its exit
-//!   status is logged. A node agent that must not run shell commands from configuration
-//!   files can switch them off: such modules are then not loaded and each refusal is logged.
+//! modprobe.d `install` commands: what the loader does for a module that has one, as modprobe
+//! does (libkmod's `module_do_install_commands`) but for `/bin/true` and `/bin/false`, which
+//! are understood and not run, and for [`InstallPolicy`], which may forbid the others
+//! (`docs/kmod-loader.md#install-commands`).
 
 use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
