@@ -2,33 +2,18 @@
 //! sent, parses it into [`uevent::Uevent`]s and fans them out to subscribers, without ever
 //! losing an event silently.
 //!
-//! - **Socket** ([`UeventSocket`]): bound to group 1 with a kernel-chosen port id, close-on-exec,
-//!   non-blocking, `SO_PASSCRED`, receive buffer set with `SO_RCVBUFFORCE` (falling back to
-//!   `SO_RCVBUF`) and read back; sizes above what the kernel takes ([`MAX_RECEIVE_BUFFER`])
-//!   are refused.
-//! - **Trust** ([`trust`]): a datagram is dropped, and counted by [`DropReason`], when it was
-//!   truncated, is unicast, came from a non-zero port or another group, has no
-//!   `SCM_CREDENTIALS`, carries a non-zero pid (a uevent a process injected through the
-//!   kernel), or a uid that is neither 0 nor unmapped in our user namespace; then when it does
-//!   not parse. A warning is logged at start when we are not in the init network namespace.
-//! - **Overrun**: `ENOBUFS` (or `POLLERR`) never stops the reader: it empties the queue, counts
-//!   the overrun, and publishes [`Notification::Resync`] to every subscriber.
-//! - **Fan-out** ([`Subscription`]): each subscriber gets every accepted event that passes its
-//!   [`Filter`], as a [`Delivery`] in its ractor mailbox, in batches of what one pass over the
-//!   socket read ([`MAX_BATCH`] at most). A subscriber has a bounded number of
-//!   events in flight; one that falls behind gets a `Resync` instead of silent loss, and never
-//!   slows the socket or the other subscribers.
-//! - **Actor** ([`Listener`]): binds in `pre_start`, so a started listener is listening (under
-//!   the supervisor's `actor_runnable` its node turns Healthy only then); the start fails when
-//!   the effective receive buffer cannot hold a pacing window ([`check_window`]). It fails,
-//!   for its supervisor to restart it, whenever its reader thread ends: on a socket error or a
-//!   panic (a subscriber's sink runs on that thread). [`ListenerMsg::Stats`] returns the
-//!   counters.
-//! - **Reader thread**: the socket is read by a dedicated thread that sleeps in `poll` on the
-//!   socket and on a stop pipe, not by a tokio task. This is a deliberate choice: the socket
-//!   keeps draining at full speed however busy the async runtime is during a boot storm, and no
-//!   `unsafe` is needed (registering a raw fd with tokio's `AsyncFd` is an `unsafe fn` since
-//!   tokio 1.54). The actor owns the thread: dropping its state stops it.
+//! `docs/uevents.md` describes each step; here:
+//!
+//! - [`UeventSocket`]: the socket ([`MAX_RECEIVE_BUFFER`] at most; `#the-socket`).
+//! - [`trust`]: the checks a datagram must pass, each drop counted by [`DropReason`]
+//!   (`#trust-checks`).
+//! - The reader thread: drains the socket whatever the async runtime does, and turns an
+//!   overrun into a [`Notification::Resync`] (`#the-reader-thread`, `#overruns-and-resyncs`).
+//! - [`Subscription`]: each subscriber's [`Filter`] and bounded [`Delivery`]s, in batches of at
+//!   most [`MAX_BATCH`] (`#fan-out-to-subscribers`).
+//! - [`Listener`]: the actor. It binds in `pre_start`, refuses to start when the receive buffer
+//!   cannot hold a pacing window ([`check_window`]), and fails whenever its reader thread ends;
+//!   [`ListenerMsg::Stats`] returns the counters.
 //!
 //! ```no_run
 //! use listener::{Listener, ListenerConfig, ListenerMsg, Notification, Subscription};
