@@ -1,34 +1,18 @@
 //! Coldplug: replay an `add` event for every device that existed before devmgr started, and
 //! know when the replay is complete.
 //!
-//! - **Walk** ([`walk::list`]): `<sysfs>/devices` without following symlinks, parents before
-//!   children, every directory with a regular `uevent` file and a `subsystem` link, found from
-//!   one read of each directory (the entries' types come with them: nothing is `stat`ed). The
-//!   walk holds one path and the names in the directories on it; the devices found are kept
-//!   front-coded ([`walk::DeviceList`]: mostly the part of each path that differs from the one
-//!   before), so a pass's heap grows by tens of bytes per device, not by whole paths
-//!   ([`walk::devices`] gives the same list as whole paths).
-//! - **Write** ([`trigger::add`]): `add <uuid>` into each `uevent` file, a fresh UUID per write,
-//!   so the kernel sends `SYNTH_UUID=<uuid>`. `ENOENT`/`ENODEV` (device gone, driver refuses)
-//!   are counted and skipped, `EROFS` stops the writes, any other error is logged, counted and
-//!   skipped.
-//! - **Pace and settle** ([`Pass`]): at most a window of written-but-unanswered devices, so the
-//!   replay cannot overrun the listener's socket; settled when every written UUID has come back
-//!   through the listener (matched on `SYNTH_UUID`, never on devpath). When answers stop for the
-//!   settle timeout, each silent device is re-triggered once; a device still silent at the next
-//!   timeout is given up on and named in the report, and the devices not written yet are still
-//!   written. The pass ends unsettled if it gave up on any.
-//! - **Actor** ([`Coldplug`]): subscribes to the listener, runs the coldplug pass at start, answers
-//!   [`ColdplugMsg::WaitSettled`] when it ends (and calls `on_settled`, e.g. to signal Done),
-//!   and on every listener `Resync` (or [`ColdplugMsg::Resync`]; those asked for while a pass
-//!   runs make one pass after it) replays the devices module loading depends on: those with a
-//!   `modalias` file and those [`ColdplugConfig::resync_also`] matches ([`walk::DeviceMatch`]:
-//!   by subsystem or name, for rules that do not go by `MODALIAS`). The walk and the writes run
-//!   on tokio's blocking threads ([`Batch`]), so a slow driver's uevent callback never holds a
-//!   worker thread that the listener's and the loader's actors need.
-//! - **Supervised** ([`runnable`]): a node of the supervision tree that starts only once the
-//!   listener is registered, signals Healthy when subscribed and Done when settled, then keeps
-//!   serving resyncs until cancelled.
+//! `docs/uevents.md#coldplug` describes each step; here:
+//!
+//! - [`walk::list`]: the devices under `<sysfs>/devices`, held front-coded
+//!   ([`walk::DeviceList`]; [`walk::devices`] gives the same list as whole paths).
+//! - [`trigger::add`]: `add <uuid>` into a device's `uevent` file, a fresh UUID per write.
+//! - [`Pass`]: pacing the writes against the listener, and settling when every UUID came back
+//!   (re-triggering the silent once, then giving up on them).
+//! - [`Coldplug`]: the actor. It runs the pass at start, answers [`ColdplugMsg::WaitSettled`]
+//!   when it ends (and calls `on_settled`), and replays the devices module loading depends on
+//!   ([`ColdplugConfig::resync_also`], [`walk::DeviceMatch`]) on every listener `Resync` or
+//!   [`ColdplugMsg::Resync`]. Walks and writes run on tokio's blocking threads ([`Batch`]).
+//! - [`runnable`]: the supervised node, which starts only once the listener is registered.
 //!
 //! ```no_run
 //! use coldplug::{Coldplug, ColdplugArgs, ColdplugConfig, ColdplugMsg};
