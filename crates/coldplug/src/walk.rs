@@ -12,7 +12,7 @@ pub enum Select {
     All,
     /// Only those that also have a `modalias` file (module loading is mostly driven by
     /// `MODALIAS`; a resync also replays the devices of a [`DeviceMatch`], see
-    /// [`resync_devices`]).
+    /// [`resync_list`]).
     WithModalias,
 }
 
@@ -348,18 +348,6 @@ pub fn devices(sysfs: &Path, select: Select) -> Walk {
     Walk { devices, errors }
 }
 
-/// The devices a resync replays: those with a `modalias` file and those `also` matches, in
-/// the order of [`devices`]. Blocking, like [`devices`].
-pub fn resync_devices(sysfs: &Path, also: &DeviceMatch) -> Walk {
-    let mut devices = Vec::new();
-    let errors = walk(
-        sysfs,
-        |dir, seen| has_modalias(dir, seen) || also.matches(dir),
-        |dir| devices.push(dir.to_path_buf()),
-    );
-    Walk { devices, errors }
-}
-
 /// The devices of [`devices`], held compactly. Blocking, like [`devices`].
 pub fn list(sysfs: &Path, select: Select) -> Listing {
     let mut devices = DeviceList::new();
@@ -372,7 +360,8 @@ pub fn list(sysfs: &Path, select: Select) -> Listing {
     Listing { devices, errors }
 }
 
-/// The devices of [`resync_devices`], held compactly. Blocking, like [`devices`].
+/// The devices a resync replays: those with a `modalias` file and those `also` matches, in
+/// the order of [`devices`], held compactly. Blocking, like [`devices`].
 pub fn resync_list(sysfs: &Path, also: &DeviceMatch) -> Listing {
     let mut devices = DeviceList::new();
     let errors = walk(
@@ -706,14 +695,14 @@ mod tests {
             subsystems: vec!["tifm".into()],
             names: vec!["mtd*ro".into()],
         };
-        let rel = |walk: Walk| -> Vec<String> {
-            walk.devices
+        let rel = |devices: &DeviceList| -> Vec<String> {
+            devices
                 .iter()
-                .map(|d| devpath(root, d).display().to_string())
+                .map(|d| devpath(root, &d).display().to_string())
                 .collect()
         };
         assert_eq!(
-            rel(resync_devices(root, &also)),
+            rel(&resync_list(root, &also).devices),
             [
                 "/devices/pci0000:00/0000:00:01.0",
                 "/devices/pci0000:00/0000:00:02.0/tifm0:1",
@@ -721,8 +710,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            rel(resync_devices(root, &DeviceMatch::default())),
-            rel(devices(root, Select::WithModalias)),
+            rel(&resync_list(root, &DeviceMatch::default()).devices),
+            rel(&list(root, Select::WithModalias).devices),
             "with nothing to match, a resync lists the devices with a modalias"
         );
     }
