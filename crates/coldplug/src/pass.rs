@@ -676,53 +676,6 @@ mod tests {
         );
     }
 
-    /// Plays the kernel for the devices of the tree at `tmp` that are not `silent` until the
-    /// pass ends: answers every write of theirs, and calls a timeout whenever nothing else can
-    /// happen.
-    fn run_to_the_end(tmp: &Path, mut pass: Pass, silent: &[usize]) -> PassReport {
-        let mut uuids = uuids();
-        for _ in 0..100 {
-            pass.pump(&mut uuids);
-            let mut answered = false;
-            for i in (0..pass.devices()).filter(|i| !silent.contains(i)) {
-                if let Some(uuid) = written_uuid_or_none(tmp, i) {
-                    answered |= pass.answer(uuid.as_bytes());
-                }
-            }
-            if pass.is_done() {
-                return pass.finish();
-            }
-            if !answered {
-                pass.on_timeout();
-            }
-        }
-        panic!("the pass did not end: {pass:?}");
-    }
-
-    #[test]
-    fn giving_up_on_the_silent_still_writes_the_devices_not_written_yet() {
-        let tmp = tree(8);
-        let silent = [1, 4, 6];
-        let report = run_to_the_end(tmp.path(), pass_over(tmp.path(), Some(2)), &silent);
-        let devpaths = |indices: &[usize]| -> Vec<PathBuf> {
-            indices
-                .iter()
-                .map(|i| PathBuf::from(format!("/devices/dev{i:02}")))
-                .collect()
-        };
-        let unwritten: Vec<usize> = (0..8)
-            .filter(|&i| written_uuid_or_none(tmp.path(), i).is_none())
-            .collect();
-        assert!(
-            unwritten.is_empty(),
-            "never written: {unwritten:?}\n{report:?}"
-        );
-        assert_eq!(report.unanswered, devpaths(&silent), "{report:?}");
-        assert_eq!(report.retriggered, devpaths(&silent));
-        assert_eq!((report.answered, report.written), (5, 11));
-        assert!(!report.settled);
-    }
-
     #[test]
     fn a_timeout_retriggers_the_silent_once_then_gives_up_naming_them() {
         let tmp = tree(3);
