@@ -393,14 +393,6 @@ impl Config {
             .find(|s| fnmatch(s.pattern.as_bytes(), name.as_bytes()))
     }
 
-    /// The first `weakdep` line whose pattern matches the module name (as libkmod's
-    /// `kmod_module_get_weakdeps` picks it). Informational: weak dependencies are never loaded.
-    pub fn weakdep_for(&self, name: &str) -> Option<&Weakdep> {
-        self.weakdeps
-            .iter()
-            .find(|w| fnmatch(w.pattern.as_bytes(), name.as_bytes()))
-    }
-
     /// The first `install` command whose module pattern matches the module name.
     pub fn install_command_for(&self, name: &str) -> Option<&str> {
         self.install
@@ -470,6 +462,8 @@ fn parse_softdep(pattern: String, tail: &str) -> Softdep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_support::Capture;
+    use tracing::Level;
 
     #[test]
     fn lines_are_parsed_with_continuations_and_underscores() {
@@ -552,6 +546,58 @@ mod tests {
         assert_eq!(c.blacklist, vec!["ab", "from_a", "za"]);
         assert_eq!(c.softdeps.len(), 1);
         assert_eq!(c.files.len(), 4);
+    }
+
+    #[test]
+    fn a_configuration_file_that_cannot_be_read_is_a_warning() {
+        let conf = tempfile::tempdir().unwrap();
+        let big = std::fs::File::create(conf.path().join("huge.conf")).unwrap();
+        big.set_len(MAX_CONFIG_FILE + 1).unwrap();
+        let log = Capture::default();
+        let c = tracing::subscriber::with_default(log.clone(), || {
+            Config::load(&[conf.path().to_owned()], None, None)
+        });
+        assert!(c.files.is_empty());
+        assert_eq!(log.at_least(Level::WARN).len(), 1, "one warning");
+    }
+
+    #[test]
+    fn weakdep_lines_are_stored_silently_with_modules_weakdep_sorted_in() {
+        let conf = tempfile::tempdir().unwrap();
+        let m = tempfile::tempdir().unwrap();
+        std::fs::write(m.path().join("modules.weakdep"), "weakdep snd-x snd-y\n").unwrap();
+        std::fs::write(conf.path().join("a.conf"), "weakdep a-b c-d e\n").unwrap();
+        std::fs::write(conf.path().join("z.conf"), "weakdep z* y\n").unwrap();
+        let log = Capture::default();
+        let c = tracing::subscriber::with_default(log.clone(), || {
+            Config::load(&[conf.path().to_owned()], Some(m.path()), None)
+        });
+        assert_eq!(log.at_least(Level::WARN).len(), 0, "weakdep lines warned");
+        let got: Vec<(&str, Vec<&str>)> = c
+            .weakdeps
+            .iter()
+            .map(|w| {
+                (
+                    w.pattern.as_str(),
+                    w.deps.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a_b", vec!["c-d", "e"]),
+                ("snd_x", vec!["snd-y"]),
+                ("z*", vec!["y"]),
+            ]
+        );
+        // Nothing else came of them.
+        assert!(c.softdeps.is_empty() && c.options.is_empty() && c.aliases.is_empty());
+        // libkmod's word splitting: one leading white-space character stays in the first word.
+        let mut c = Config::default();
+        c.parse("weakdep m  a b\nweakdep n\nweakdep o \n", "t.conf");
+        assert_eq!(c.weakdeps.len(), 1);
+        assert_eq!(c.weakdeps[0].deps, vec![" a", "b"]);
     }
 }
 
@@ -793,66 +839,5 @@ mod libkmod_tests {
         let c = Config::load(&[single], Some(m.path()), None);
         assert_eq!(c.softdeps.len(), 1);
         assert_eq!(c.softdeps[0].pattern, "a");
-    }
-}
-
-#[cfg(test)]
-mod weakdep_tests {
-    use super::*;
-    use test_support::Capture;
-    use tracing::Level;
-
-    #[test]
-    fn a_configuration_file_that_cannot_be_read_is_a_warning() {
-        let conf = tempfile::tempdir().unwrap();
-        let big = std::fs::File::create(conf.path().join("huge.conf")).unwrap();
-        big.set_len(MAX_CONFIG_FILE + 1).unwrap();
-        let log = Capture::default();
-        let c = tracing::subscriber::with_default(log.clone(), || {
-            Config::load(&[conf.path().to_owned()], None, None)
-        });
-        assert!(c.files.is_empty());
-        assert_eq!(log.at_least(Level::WARN).len(), 1, "one warning");
-    }
-
-    #[test]
-    fn weakdep_lines_are_stored_silently_with_modules_weakdep_sorted_in() {
-        let conf = tempfile::tempdir().unwrap();
-        let m = tempfile::tempdir().unwrap();
-        std::fs::write(m.path().join("modules.weakdep"), "weakdep snd-x snd-y\n").unwrap();
-        std::fs::write(conf.path().join("a.conf"), "weakdep a-b c-d e\n").unwrap();
-        std::fs::write(conf.path().join("z.conf"), "weakdep z* y\n").unwrap();
-        let log = Capture::default();
-        let c = tracing::subscriber::with_default(log.clone(), || {
-            Config::load(&[conf.path().to_owned()], Some(m.path()), None)
-        });
-        assert_eq!(log.at_least(Level::WARN).len(), 0, "weakdep lines warned");
-        let got: Vec<(&str, Vec<&str>)> = c
-            .weakdeps
-            .iter()
-            .map(|w| {
-                (
-                    w.pattern.as_str(),
-                    w.deps.iter().map(String::as_str).collect(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("a_b", vec!["c-d", "e"]),
-                ("snd_x", vec!["snd-y"]),
-                ("z*", vec!["y"]),
-            ]
-        );
-        assert_eq!(c.weakdep_for("snd_x").map(|w| w.deps.len()), Some(1));
-        assert!(c.weakdep_for("q").is_none());
-        // Nothing else came of them.
-        assert!(c.softdeps.is_empty() && c.options.is_empty() && c.aliases.is_empty());
-        // libkmod's word splitting: one leading white-space character stays in the first word.
-        let mut c = Config::default();
-        c.parse("weakdep m  a b\nweakdep n\nweakdep o \n", "t.conf");
-        assert_eq!(c.weakdeps.len(), 1);
-        assert_eq!(c.weakdeps[0].deps, vec![" a", "b"]);
     }
 }
