@@ -1,32 +1,6 @@
 //! `devmgr.toml`: every key optional, defaults work with no file; unknown keys and bad values
-//! are errors naming the line.
-//!
-//! ```toml
-//! [listener]
-//! receive_buffer = 134217728   # bytes asked for with SO_RCVBUFFORCE (default 128 MiB)
-//!
-//! [coldplug]
-//! sysfs = "/sys"               # sysfs mount (default /sys)
-//! settle_timeout = "10s"       # no answer for this long: re-trigger once, then give up
-//! pacing = "auto"              # "auto" (from the receive buffer), "off", or a window size
-//! settle_quiet = "200ms"       # settled: replay answered, loads done, this long after the last load
-//! settle_enumeration = "1s"    # ... and this long after a USB hub or host controller bound
-//!
-//! [loader]
-//! module_dir = "/lib/modules/6.12.117+deb12-amd64"   # default /lib/modules/$(uname -r)
-//! modprobe_d = ["/etc/modprobe.d"]                     # default: libkmod's directories
-//! cmdline = "/proc/cmdline"    # kernel command line for modprobe.blacklist= and mod.param=
-//! workers = 0                  # loads at once; 0 = 2 per CPU + 16 (at most 64)
-//! run_install_commands = true  # run modprobe.d `install` commands (other than /bin/true, /bin/false)
-//!
-//! [control]
-//! socket = "/run/devmgr/control"  # the socket `devmgr settle` asks; "" for none
-//!
-//! [restart.defaults]           # restart backoff of devmgr's nodes (Go's defaults)
-//! initial_interval = "500ms"
-//! [restart.overrides.listener] # a node of devmgr's, named relative to devmgr's own
-//! max_interval = "5s"
-//! ```
+//! are errors naming the line. Every key, with its default, its bounds and what it does, is in
+//! `devmgr.example.toml` at the repository's root (which a test parses to the defaults).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
