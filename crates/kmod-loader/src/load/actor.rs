@@ -672,13 +672,7 @@ mod tests {
         let sys = tempfile::tempdir().unwrap();
         let kernel =
             Arc::new(FakeKernel::new(Duration::from_millis(100)).with_sys_module(sys.path()));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 8));
-        let args = LoaderArgs {
-            resolver: Box::new(MapResolver(plans)),
-            loader,
-            dry_run: false,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let actor = spawn_actor(MapResolver(plans), &kernel, sys.path(), 8, false).await;
         actor
             .send_message(LoaderMsg::Events(
                 vec![event(1, piix, false), event(2, "pci:v1AF4", false)],
@@ -755,13 +749,7 @@ mod tests {
                 .failing_first("fake", Errno::ENODEV, 1),
         );
         let plans = HashMap::from([(alias.to_string(), vec![plan(modules.path(), "fake", &[])])]);
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
-        let args = LoaderArgs {
-            resolver: Box::new(MapResolver(plans)),
-            loader,
-            dry_run: false,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let actor = spawn_actor(MapResolver(plans), &kernel, sys.path(), 2, false).await;
         let send = |seqnum, synthetic| {
             actor
                 .send_message(LoaderMsg::Events(
@@ -825,13 +813,7 @@ mod tests {
             changed: Arc::clone(&changed),
         };
         let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 2));
-        let args = LoaderArgs {
-            resolver: Box::new(resolver),
-            loader,
-            dry_run: false,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let actor = spawn_actor(resolver, &kernel, sys.path(), 2, false).await;
         let add = |seqnum| {
             actor
                 .send_message(LoaderMsg::Events(vec![event(seqnum, alias, false)], None))
@@ -862,18 +844,13 @@ mod tests {
         let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let plans = HashMap::from([(alias.to_string(), vec![plan(modules.path(), "pcspkr", &[])])]);
         let kernel = Arc::new(FakeKernel::new(Duration::ZERO).failing("pcspkr", Errno::ENODEV));
-        let loader = Arc::new(Loader::new(kernel.clone(), SysModule::new(sys.path()), 1));
-        let args = LoaderArgs {
-            // modprobe.d changed (e.g. an option): the same plans after the reload.
-            resolver: Box::new(Swapping {
-                now: plans.clone(),
-                next: plans,
-                changed: Arc::clone(&changed),
-            }),
-            loader,
-            dry_run: false,
+        // modprobe.d changed (e.g. an option): the same plans after the reload.
+        let resolver = Swapping {
+            now: plans.clone(),
+            next: plans,
+            changed: Arc::clone(&changed),
         };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let actor = spawn_actor(resolver, &kernel, sys.path(), 1, false).await;
         let replay = |seqnum| {
             actor
                 .send_message(LoaderMsg::Events(vec![event(seqnum, alias, true)], None))
@@ -911,18 +888,25 @@ mod tests {
         dry_run: bool,
     ) -> (ActorRef<LoaderMsg>, tempfile::TempDir) {
         let sys = tempfile::tempdir().unwrap();
-        let loader = Arc::new(Loader::new(
-            kernel.clone(),
-            SysModule::new(sys.path()),
-            workers,
-        ));
+        let actor = spawn_actor(MapResolver(plans), kernel, sys.path(), workers, dry_run).await;
+        (actor, sys)
+    }
+
+    /// A loader actor over `resolver` that loads into `kernel` with `workers` workers, reading
+    /// module states below `sys`.
+    async fn spawn_actor(
+        resolver: impl PlanSource,
+        kernel: &Arc<FakeKernel>,
+        sys: &Path,
+        workers: usize,
+        dry_run: bool,
+    ) -> ActorRef<LoaderMsg> {
         let args = LoaderArgs {
-            resolver: Box::new(MapResolver(plans)),
-            loader,
+            resolver: Box::new(resolver),
+            loader: Arc::new(Loader::new(kernel.clone(), SysModule::new(sys), workers)),
             dry_run,
         };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
-        (actor, sys)
+        Actor::spawn(None, LoaderActor, args).await.unwrap().0
     }
 
     #[tokio::test]
@@ -962,13 +946,7 @@ mod tests {
             ),
         ]);
         let kernel = Arc::new(FakeKernel::new(Duration::from_millis(300)));
-        let loader = Arc::new(Loader::new(kernel, SysModule::new(sys.path()), 4));
-        let args = LoaderArgs {
-            resolver: Box::new(MapResolver(plans)),
-            loader,
-            dry_run: false,
-        };
-        let (actor, _) = Actor::spawn(None, LoaderActor, args).await.unwrap();
+        let actor = spawn_actor(MapResolver(plans), &kernel, sys.path(), 4, false).await;
         // Nothing running: the answer comes at once.
         ractor::call_t!(actor, LoaderMsg::WaitStarted, 5000).unwrap();
 
