@@ -13,10 +13,8 @@
 //!
 //! Only `add` events match (the rules file skips every other action).
 //!
-//! A module's `add` event is sent once, when it is loaded; coldplug's walk of `/sys/devices`
-//! does not replay it. [`REPLAYED`] lists the kobjects a replay must also trigger so that a
-//! missed event (the device manager was down, or restarting) is made good — as
-//! `udevadm trigger --type=subsystems` does for udevd.
+//! [`REPLAYED`], [`RULE_SUBSYSTEMS`] and [`RULE_NAMES`] name what a replay must trigger for
+//! these rules (`docs/kmod-loader.md#driver-rules`).
 
 use uevent::{Action, Uevent};
 
