@@ -2,11 +2,9 @@
 //! settled, and replays the devices module loading depends on again whenever events may have
 //! been lost.
 //!
-//! The walk of sysfs and the writes into `uevent` files block (a write runs the driver's uevent
-//! callback, and some are slow), so they run on tokio's blocking threads, never on the worker
-//! threads the listener's and the loader's actors share: the walk is awaited (it only reads
-//! directories and links), the writes are handed out in batches whose outcome comes back as a
-//! message, so the actor keeps taking answers, resyncs and requests while a write is slow.
+//! The walk and the writes block, so they run on tokio's blocking threads: the walk is awaited
+//! (it only reads directories and links), the writes go out in batches whose outcome comes back
+//! as a message, so the actor keeps taking answers, resyncs and requests while a write is slow.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

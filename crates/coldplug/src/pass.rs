@@ -1,12 +1,6 @@
-//! One replay of a set of devices: paced writes and settle tracking (see `docs/uevents.md#pacing`
-//! and `docs/uevents.md#settling-and-the-settle-timeout`).
-//!
-//! A pass writes `add <uuid>` into each device's `uevent` file, keeping at most `window`
-//! written-but-unanswered devices (so the replay cannot overrun the listener's buffer), and is
-//! settled when every UUID it wrote has come back as an event's `SYNTH_UUID`. If answers stop
-//! coming, [`Pass::on_timeout`] re-triggers each silent device once with a fresh UUID, and
-//! gives up on a device that stays silent after that, naming it; the devices not written yet
-//! are still written.
+//! One replay of a set of devices: paced writes and settle tracking, by the rules of
+//! `docs/uevents.md#pacing` and `docs/uevents.md#settling-and-the-settle-timeout` (the timeout
+//! is [`Pass::on_timeout`]).
 //!
 //! Writes block (a driver's uevent callback runs inside them, and some are slow), so a pass
 //! hands them out in batches ([`Pass::next_batch`]) for the caller to perform where blocking is
