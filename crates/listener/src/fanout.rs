@@ -5,11 +5,8 @@
 //! one mailbox message per batch rather than per event, while a lone event goes out at once.
 //!
 //! Each subscriber has a bounded number of events in flight: every [`Delivery`] holds a permit
-//! of its subscriber's semaphore and returns it when dropped, i.e. once the subscriber has
-//! handled it. When a subscriber has no permit left, the listener does not wait (that would
-//! stall the socket): it drops events for that subscriber, counts them, and sends it one
-//! [`Notification::Resync`], which arrives after everything already delivered. Deliveries
-//! resume once the subscriber has caught up.
+//! of its subscriber's semaphore and returns it when dropped. What happens when none is left:
+//! `docs/uevents.md#fan-out-to-subscribers`.
 
 use std::ops::Deref;
 use std::sync::Arc;
