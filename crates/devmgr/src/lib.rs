@@ -4,20 +4,13 @@
 //! - [`config`]: `devmgr.toml` (defaults without a file; unknown keys and bad values are errors
 //!   naming the line).
 //! - [`subsystem`]: the `devmgr` runnable a parent supervisor starts (`root.devices` in the
-//!   example agent, `root.devmgr` under `devmgr run`):
-//!   `listener`, `loader` and `coldplug` as one group, in that order of readiness. When one of
-//!   them dies, the group restarts and coldplug replays every device, so whatever was missed
-//!   while the listener or the loader was down is handled; a listener `Resync` (overrun) makes
-//!   coldplug replay the devices with a modalias.
+//!   example agent, `root.devmgr` under `devmgr run`), with `listener`, `loader` and `coldplug`
+//!   as one group (`docs/architecture.md#the-supervision-tree`).
 //! - [`observe`]: when the subsystem has settled, and a summary of every actor's counters.
 //! - [`handled`]: [`Observer::settle`](subsystem::Observer::settle), the wait behind
-//!   `devmgr settle`: until every uevent the kernel had sent up to a seqnum has been handled
-//!   (accepted by the listener; for the loader, looked up and its load plans ended), or a
-//!   timeout says what is pending. The exact rule is in the module docs.
-//! - [`subscription`]: [`Observer::subscribe`](subsystem::Observer::subscribe), the typed
-//!   subscription other subsystems of a node agent use: batches of the accepted uevents that
-//!   pass a filter and `Resync` notices when events may have been lost, bounded, following the
-//!   listener through the restarts of the group by itself.
+//!   `devmgr settle` until every uevent the kernel had sent up to a seqnum has been handled.
+//! - [`subscription`]: [`Observer::subscribe`](subsystem::Observer::subscribe), bounded, typed
+//!   subscriptions to the accepted uevents for the other subsystems of a node agent.
 //! - [`control`]: the control socket `devmgr run` answers `devmgr settle` on.
 //! - [`notify`]: readiness for a service manager (`NOTIFY_SOCKET`).
 //!
