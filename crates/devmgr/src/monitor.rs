@@ -27,21 +27,20 @@ const BANNER: &str = "monitor will print the received events for:\nKERNEL - the 
 /// Events the monitor may have in flight from the listener before it is told to resync.
 const CAPACITY: usize = 1 << 16;
 
-/// Logs to stderr, `RUST_LOG` or else `default`.
-pub(crate) fn init_logging(default: &str) {
-    crate::logging::init(default);
-}
-
-/// A single-threaded runtime: the listener reads its socket on a thread of its own.
-pub(crate) fn runtime() -> io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime (the listener reads its socket on a thread of its own), or `None`
+/// once the reason there is none was printed.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    let built = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()
+        .build();
+    built
+        .map_err(|err| eprintln!("devmgr: cannot start the runtime: {err}"))
+        .ok()
 }
 
 /// Runs `devmgr monitor`.
 pub(crate) fn monitor(args: MonitorArgs) -> ExitCode {
-    init_logging("warn");
+    crate::logging::init("warn");
     let matches = match args
         .subsystems
         .iter()
@@ -54,12 +53,8 @@ pub(crate) fn monitor(args: MonitorArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("devmgr: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(watch(&args, &matches)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,7 +24,7 @@ use listener::{Filter, Listener, ListenerConfig, ListenerMsg, Notification, Subs
 use ractor::{Actor, call};
 
 use crate::TriggerArgs;
-use crate::monitor::{init_logging, runtime};
+use crate::monitor::runtime;
 
 /// Where the random part of our UUIDs comes from.
 const RANDOM_UUID: &str = "/proc/sys/kernel/random/uuid";
@@ -51,7 +51,7 @@ pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 /// Runs `devmgr trigger`.
 pub(crate) fn trigger(args: TriggerArgs) -> ExitCode {
-    init_logging("warn");
+    crate::logging::init("warn");
     let root = args.sysfs.join("devices");
     if !root.is_dir() {
         eprintln!("devmgr: {} is not a directory", root.display());
@@ -80,12 +80,8 @@ pub(crate) fn trigger(args: TriggerArgs) -> ExitCode {
         }
     }
     let report = if args.settle {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(err) => {
-                eprintln!("devmgr: cannot start the runtime: {err}");
-                return ExitCode::FAILURE;
-            }
+        let Some(runtime) = runtime() else {
+            return ExitCode::FAILURE;
         };
         match runtime.block_on(settle(&args, walk)) {
             Ok(report) => report,
