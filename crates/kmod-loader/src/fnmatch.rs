@@ -231,6 +231,35 @@ pub fn fnmatch(pattern: &[u8], text: &[u8]) -> bool {
     compile(pattern).is_some_and(|tokens| match_tokens(&tokens, text))
 }
 
+/// Where the first wildcard byte (`*`, `?`, `[`) of an alias pattern is, if it has one.
+pub fn first_wildcard(pattern: &[u8]) -> Option<usize> {
+    pattern.iter().position(|b| matches!(b, b'*' | b'?' | b'['))
+}
+
+/// Whether alias `pattern` matches `alias` by libkmod's rule (`index_searchwild`): the bytes
+/// before the first wildcard are compared literally (a backslash there is a byte like any
+/// other), the rest with [`fnmatch`]; a pattern without wildcards is an exact key.
+///
+/// ```
+/// use kmod_loader::fnmatch::{alias_matches, fnmatch};
+/// assert!(alias_matches(b"pci:v*", b"pci:v00008086"));
+/// assert!(alias_matches(b"a\\*", b"a\\"));
+/// assert!(!fnmatch(b"a\\*", b"a\\"), "fnmatch reads the backslash as an escape");
+/// assert!(alias_matches(b"ab\\", b"ab\\"), "an exact key, though fnmatch matches nothing");
+/// ```
+pub fn alias_matches(pattern: &[u8], alias: &[u8]) -> bool {
+    match first_wildcard(pattern) {
+        None => pattern == alias,
+        Some(w) => alias.get(..w) == Some(&pattern[..w]) && fnmatch(&pattern[w..], &alias[w..]),
+    }
+}
+
+/// Whether some alias matches `pattern` by [`alias_matches`]'s rule: all but a pattern whose
+/// part from the first wildcard on ends in a lone backslash.
+pub fn alias_can_match(pattern: &[u8]) -> bool {
+    first_wildcard(pattern).is_none_or(|w| compile(&pattern[w..]).is_some())
+}
+
 /// A concrete string that an alias pattern matches, for building test and benchmark corpora:
 /// the bytes before the first `*`, `?` or `[` as they are (libkmod compares them literally),
 /// then `*` and `?` become `0` and a bracket its smallest printable member. `None` if no
@@ -241,10 +270,7 @@ pub fn fnmatch(pattern: &[u8], text: &[u8]) -> bool {
 /// assert_eq!(example_for(b"usb:v*p[0-9]d?").as_deref(), Some(&b"usb:v0p0d0"[..]));
 /// ```
 pub fn example_for(pattern: &[u8]) -> Option<Vec<u8>> {
-    let split = pattern
-        .iter()
-        .position(|b| matches!(b, b'*' | b'?' | b'['))
-        .unwrap_or(pattern.len());
+    let split = first_wildcard(pattern).unwrap_or(pattern.len());
     let mut out = pattern[..split].to_vec();
     for tok in compile(&pattern[split..])? {
         match tok {

@@ -8,8 +8,8 @@
 //!
 //! # Text fallbacks
 //!
-//! A text fallback is held in memory: the alias patterns as written, sorted, each tried with
-//! `fnmatch` at a lookup (a plain scan), with one `u32` per pattern (the index of its
+//! A text fallback is held in memory: the alias patterns as written, sorted, each tried at a
+//! lookup by libkmod's rule ([`alias_matches`]; a plain scan), with one `u32` per pattern (the index of its
 //! (module, priority) pair) and the module names in one string buffer; `modules.dep` as a
 //! table of module names (sorted, for binary search) to a path id and a run of dependency path
 //! ids, every distinct path stored once; lines that do not parse are kept verbatim and reported
@@ -31,7 +31,7 @@ use tracing::{debug, warn};
 use crate::binindex::{BinFile, BinIndex, MAX_FILE_LEN, read_limited};
 use crate::error::IndexError;
 use crate::fasthash::FnvMap;
-use crate::fnmatch::{compile, fnmatch};
+use crate::fnmatch::{alias_can_match, alias_matches, first_wildcard};
 use crate::normalize::{module_name_from_path, normalize_alias};
 use crate::strs::{Interner, Strs};
 
@@ -70,13 +70,13 @@ pub struct DepEntry {
 }
 
 /// Whether an alias pattern counts in [`ModuleIndex::alias_count`]: it can match something
-/// (it does not end in a lone backslash).
+/// ([`alias_can_match`]).
 fn counted(pattern: &[u8]) -> bool {
-    compile(pattern).is_some()
+    alias_can_match(pattern)
 }
 
-/// The aliases of a text fallback: the patterns as written, tried one by one with [`fnmatch`]
-/// (rare, and looked up a few times per boot), with what orders their matches as libkmod
+/// The aliases of a text fallback: the patterns as written, tried one by one with
+/// [`alias_matches`] (rare, and looked up a few times per boot), with what orders their matches as libkmod
 /// does. An entry is a pattern's number in byte order.
 #[derive(Debug, Clone, Default)]
 struct AliasSet {
@@ -121,10 +121,7 @@ impl PostOrder {
         while self.open.last().is_some_and(|o| o.0 > lcp) {
             self.pop(closed);
         }
-        let wild = key
-            .iter()
-            .position(|b| matches!(b, b'*' | b'?' | b'['))
-            .map_or(u32::MAX, |p| p as u32);
+        let wild = first_wildcard(key).map_or(u32::MAX, |p| p as u32);
         self.open.push((key.len(), wild, entry, entry));
         self.prev.clear();
         self.prev.extend_from_slice(key);
@@ -204,12 +201,13 @@ impl AliasSet {
         set
     }
 
-    /// The entries whose pattern matches `query`.
+    /// The entries whose pattern matches `query`, by libkmod's rule ([`alias_matches`]: what
+    /// the binary file would answer).
     fn find(&self, query: &[u8]) -> Vec<u32> {
         let mut start = 0;
         let mut hits = Vec::new();
         for (entry, &(end, _)) in self.entries.iter().enumerate() {
-            if fnmatch(&self.patterns[start..end as usize], query) {
+            if alias_matches(&self.patterns[start..end as usize], query) {
                 hits.push(entry as u32);
             }
             start = end as usize;
@@ -361,8 +359,7 @@ enum BuiltinSource {
 type InPlace = Arc<Mutex<BinFile>>;
 
 /// Bytes [`ModuleIndex::open`] reads at a time from a file it looks up in place (four such
-/// windows stay with each file): a lookup of a PCI modalias in Debian 12's 6.12 alias index
-/// reads about 20 of them.
+/// windows stay with each file; a lookup reads only the windows of the nodes it passes).
 pub const LOOKUP_WINDOW: usize = 4 << 10;
 
 /// The index files that are looked up in place; `None` for a text fallback (held in memory) or
@@ -398,8 +395,7 @@ pub struct ModuleIndex {
 #[cfg(test)]
 fn discovery_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     use std::cmp::Ordering;
-    let wild = |p: &[u8]| p.iter().position(|c| matches!(c, b'*' | b'?' | b'['));
-    let (wa, wb) = (wild(a), wild(b));
+    let (wa, wb) = (first_wildcard(a), first_wildcard(b));
     match (wa, wb) {
         (None, None) => return Ordering::Equal,
         (None, Some(_)) => return Ordering::Greater,
@@ -580,8 +576,8 @@ impl ModuleIndex {
     /// place, as libkmod does: the binary alias and dependency files are checked whole (a walk
     /// of every node, so that a corrupt file falls back to its text form now, not at a lookup)
     /// and then read again at each lookup, a few [`LOOKUP_WINDOW`]s at a time; nothing of them
-    /// is kept but four windows per file. Text fallbacks are kept as written and scanned with
-    /// `fnmatch` at each lookup.
+    /// is kept but four windows per file. Text fallbacks are kept as written and scanned at each
+    /// lookup.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         let mut idx = ModuleIndex {
             dir: dir.to_owned(),
