@@ -16,11 +16,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::RunArgs;
 
 /// Stack size of the runtime's threads (workers and the blocking pool that runs the loads).
-/// The deepest user is the matcher build of a text index fallback (256 KiB suffice, see
-/// kmod-loader's `the_deepest_accepted_pattern_runs_on_a_small_stack`); a decompressing load
-/// needs about 60 KiB. Not the 2 MiB default: on a kernel with transparent huge pages `always`
-/// (Debian's 6.1) a 2 MiB stack that happens to be 2 MiB-aligned is backed by one huge page,
-/// and the 6.1 guest's peak RSS grew by exactly 2,048 KiB in some boots (`/proc/self/smaps`).
+/// The deepest user is a load that decompresses a module in userspace (its decoder's frame is
+/// kept out of line: `insert_decompressed`). Not the 2 MiB default: on a kernel with
+/// transparent huge pages `always` (Debian's 6.1) a 2 MiB stack that happens to be
+/// 2 MiB-aligned is backed by one whole huge page (crates/devmgr/BENCH.md, "Where the memory
+/// goes").
 const THREAD_STACK: usize = 512 * 1024;
 
 pub(crate) fn run(args: RunArgs) -> ExitCode {

@@ -16,9 +16,9 @@ use common::{Fixture, FixtureModule, encode_index};
 use kmod_loader::index::{DepEntry, Form, LOOKUP_WINDOW};
 use kmod_loader::{IndexError, ModuleIndex};
 
-/// Patterns of the index taken for the corpus: every `STRIDE`th (a debug build scans the text
-/// fallback's 27,000 patterns about a hundred times a second; `differential.rs` checks every
-/// pattern in place against `modprobe`).
+/// Patterns of the index taken for the corpus: every `STRIDE`th (the text fallback is scanned
+/// pattern by pattern, slow in a debug build; `differential.rs` checks every pattern in place
+/// against `modprobe`).
 const STRIDE: usize = 100;
 
 /// Aliases a lookup could meet: one concrete string for every [`STRIDE`]th pattern, the same
@@ -159,7 +159,7 @@ fn lookups_in_place_equal_the_text_fallbacks_on_debian_kernels() {
             text.heap_bytes()
         );
         assert!(
-            hits > 400 && modules.len() > 200,
+            hits > 400 && modules.len() > 150,
             "{version}: corpus too small"
         );
     }
