@@ -17,7 +17,7 @@
 //!    rule for a while after it arrived:
 //!    - a USB hub bound (`bind`, `DRIVER=hub`: root hubs of new host controllers and hubs
 //!      plugged into them) or a USB host controller bound (`bind` of a PCI device of class
-//!      `0x0c03xx`): the enumeration window, `coldplug.settle_enumeration` (default 1 s). The
+//!      `0x0c03xx`): the enumeration window, `coldplug.settle_enumeration` (default 600 ms). The
 //!      hub driver adds the devices on its ports only after power-on-good, a 100 ms debounce,
 //!      a port reset and the descriptors' exchange;
 //!    - a USB device added: the enumeration window too, since its hub may still be working
