@@ -30,16 +30,19 @@
 //! Nothing may panic, hang or allocate without bound.
 #![no_main]
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 use kmod_loader::binindex::BinIndex;
-use kmod_loader::fnmatch::{compile, example_for, fnmatch};
+use kmod_loader::fnmatch::example_for;
 use kmod_loader::index::Form;
 use kmod_loader::{Resolver, ResolverOptions, Step};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../../crates/kmod-loader/tests/common/reference.rs"]
+mod reference;
 
 /// Separates the sections of an input.
 const SEP: &[u8] = b"\n--8<--\n";
@@ -241,9 +244,7 @@ fn load_from_files(sections: &[&[u8]], walks: &[Option<Walk>], queries: &[&[u8]]
     let builtin_patterns = alias_entries(&walks[3], binary(forms.builtin_alias));
     // libkmod's rule: a key without wildcards is an exact key; one with wildcards counts if
     // the part from its first wildcard on can match something.
-    let countable = patterns
-        .iter()
-        .filter(|(k, _, _)| first_wild(k).is_none_or(|w| compile(&k[w..]).is_some()));
+    let countable = patterns.iter().filter(|(k, _, _)| reference::can_match(k));
     assert_eq!(index.alias_count(), countable.count(), "alias count");
 
     // Queries: given ones, examples of the patterns, module names, dependency keys.
@@ -366,9 +367,9 @@ fn alias_entries(walk: &Option<Walk>, binary: bool) -> Vec<(&[u8], u32, &str)> {
 fn scan(entries: &[(&[u8], u32, &str)], query: &[u8]) -> Vec<String> {
     let mut found: Vec<&(&[u8], u32, &str)> = entries
         .iter()
-        .filter(|(p, _, _)| reference_match(p, query))
+        .filter(|(p, _, _)| reference::matches(p, query))
         .collect();
-    found.sort_by(|a, b| discovery_order(a.0, b.0));
+    found.sort_by(|a, b| reference::discovery_order(a.0, b.0));
     let mut found: Vec<(usize, &(&[u8], u32, &str))> = found.into_iter().enumerate().collect();
     found.sort_by_key(|(n, (_, priority, _))| (*priority, Reverse(*n)));
     let mut out: Vec<String> = Vec::new();
@@ -378,39 +379,6 @@ fn scan(entries: &[(&[u8], u32, &str)], query: &[u8]) -> Vec<String> {
         }
     }
     out
-}
-
-fn first_wild(pattern: &[u8]) -> Option<usize> {
-    pattern.iter().position(|b| matches!(b, b'*' | b'?' | b'['))
-}
-
-/// The order in which libkmod's search (`index_searchwild`) discovers two matching patterns:
-/// by the position of the first wildcard (it enters the `*`, `?` and `[` children of each
-/// node along the query), then in post-order over the trie (a key after the keys it is a
-/// proper prefix of, others in byte order); exact keys last.
-fn discovery_order(a: &[u8], b: &[u8]) -> Ordering {
-    match (first_wild(a), first_wild(b)) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-        (Some(x), Some(y)) if x != y => x.cmp(&y),
-        _ if a.len() != b.len() && b.starts_with(a) => Ordering::Greater,
-        _ if a.len() != b.len() && a.starts_with(b) => Ordering::Less,
-        _ => a.cmp(b),
-    }
-}
-
-/// libkmod's rule: the bytes before the first wildcard are a literal prefix, the rest is
-/// matched with fnmatch; a pattern without wildcards is an exact key.
-fn reference_match(pattern: &[u8], query: &[u8]) -> bool {
-    match first_wild(pattern) {
-        None => pattern == query,
-        Some(split) => {
-            query.len() >= split
-                && query[..split] == pattern[..split]
-                && fnmatch(&pattern[split..], &query[split..])
-        }
-    }
 }
 
 /// A module path from the index stays inside the module directory.

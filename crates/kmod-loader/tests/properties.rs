@@ -7,11 +7,13 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/reference.rs"]
+mod reference;
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 
 use kmod_loader::binindex::BinFile;
-use kmod_loader::fnmatch::{compile, fnmatch};
+use kmod_loader::fnmatch::fnmatch;
 use kmod_loader::index::Form;
 use kmod_loader::{ModuleIndex, normalize_alias};
 use proptest::prelude::*;
@@ -77,45 +79,15 @@ fn glob_matches(pattern: &str, text: &str) -> bool {
     )
 }
 
-fn first_wild(pattern: &[u8]) -> Option<usize> {
-    pattern.iter().position(|b| matches!(b, b'*' | b'?' | b'['))
-}
-
-/// libkmod's rule (`index_searchwild`): the bytes before the first wildcard are compared
-/// literally, the rest with fnmatch; a pattern without wildcards is an exact key.
-fn libkmod_matches(pattern: &[u8], query: &[u8]) -> bool {
-    match first_wild(pattern) {
-        None => pattern == query,
-        Some(w) => {
-            query.len() >= w && pattern[..w] == query[..w] && fnmatch(&pattern[w..], &query[w..])
-        }
-    }
-}
-
-/// The order in which libkmod's search discovers two matching patterns: by the position of the
-/// first wildcard, then in post-order over the trie (a key after the keys it is a proper prefix
-/// of, others in byte order); exact keys last.
-fn discovery_order(a: &[u8], b: &[u8]) -> Ordering {
-    match (first_wild(a), first_wild(b)) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-        (Some(x), Some(y)) if x != y => x.cmp(&y),
-        _ if a.len() != b.len() && b.starts_with(a) => Ordering::Greater,
-        _ if a.len() != b.len() && a.starts_with(b) => Ordering::Less,
-        _ => a.cmp(b),
-    }
-}
-
 /// The (priority, module) of every entry whose pattern matches `query`, in libkmod's order:
 /// by priority, and among equal priorities the one discovered last first. `entries` are in the
 /// order an index file holds them (by key, the values of one key in file order).
 fn libkmod_order(entries: &[(String, u32, &str)], query: &str) -> Vec<(u32, Vec<u8>)> {
     let mut found: Vec<&(String, u32, &str)> = entries
         .iter()
-        .filter(|(p, _, _)| libkmod_matches(p.as_bytes(), query.as_bytes()))
+        .filter(|(p, _, _)| reference::matches(p.as_bytes(), query.as_bytes()))
         .collect();
-    found.sort_by(|a, b| discovery_order(a.0.as_bytes(), b.0.as_bytes()));
+    found.sort_by(|a, b| reference::discovery_order(a.0.as_bytes(), b.0.as_bytes()));
     let mut found: Vec<(usize, (u32, Vec<u8>))> = found
         .into_iter()
         .map(|(_, priority, module)| (*priority, module.as_bytes().to_vec()))
@@ -201,10 +173,7 @@ proptest! {
         let binary = if builtin.is_empty() { Form::Text } else { Form::Binary };
         prop_assert_eq!(index.forms().builtin_alias, binary);
         // libkmod's rule: a pattern without wildcards is an exact key, whatever it holds.
-        let countable = aliases
-            .iter()
-            .filter(|(p, _, _)| first_wild(p.as_bytes()).is_none_or(|w| compile(&p.as_bytes()[w..]).is_some()))
-            .count();
+        let countable = aliases.iter().filter(|(p, _, _)| reference::can_match(p.as_bytes())).count();
         prop_assert_eq!(index.alias_count(), countable);
         let mut file = BinFile::open(&dir.path().join("modules.alias.bin")).expect("open file");
         let builtin_wanted: Vec<Vec<String>> =

@@ -162,3 +162,21 @@ impl Fixture {
 fn write(dir: &Path, name: &str, data: &[u8]) {
     std::fs::write(dir.join(name), data).expect("write fixture file");
 }
+
+/// A copy of the module directory `dir` with its indexes in text form only (no `.bin`: what a
+/// lookup falls back to when the binary files are missing or corrupt), its module files
+/// reached through a symlink.
+pub fn text_only(dir: &Path) -> tempfile::TempDir {
+    let text = tempfile::tempdir().expect("tempdir");
+    for f in [
+        "modules.alias",
+        "modules.dep",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.softdep",
+    ] {
+        std::fs::copy(dir.join(f), text.path().join(f)).expect("copy text index");
+    }
+    std::os::unix::fs::symlink(dir.join("kernel"), text.path().join("kernel")).expect("symlink");
+    text
+}

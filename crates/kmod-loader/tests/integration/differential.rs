@@ -15,6 +15,8 @@ use kmod_loader::index::Form;
 use kmod_loader::{Resolver, ResolverOptions};
 use test_support::Kernel;
 
+use crate::common;
+
 /// Modaliases per `modprobe -a` process.
 const BATCH: usize = 1500;
 /// Every `TEXT_STRIDE`th modalias of the corpus is planned from the text fallbacks too (they are
@@ -322,19 +324,7 @@ fn text_index_fallback_gives_the_same_plans_as_the_binary_index() {
     };
     for Kernel { version, root } in kernels {
         let dir = root.join("lib/modules").join(&version);
-        // Same tree, text indexes only: module files reached through a symlink.
-        let text = tempfile::tempdir().expect("tempdir");
-        for f in [
-            "modules.alias",
-            "modules.dep",
-            "modules.builtin",
-            "modules.builtin.modinfo",
-            "modules.softdep",
-        ] {
-            std::fs::copy(dir.join(f), text.path().join(f)).expect("copy text index");
-        }
-        std::os::unix::fs::symlink(dir.join("kernel"), text.path().join("kernel"))
-            .expect("symlink");
+        let text = common::text_only(&dir);
         let options = |module_dir: PathBuf| ResolverOptions {
             module_dir,
             config_dirs: Vec::new(),

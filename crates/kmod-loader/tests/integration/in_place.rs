@@ -73,21 +73,6 @@ fn first_child_is_the_root(mut bin: Vec<u8>) -> Vec<u8> {
     bin
 }
 
-/// A copy of the index files of `dir` in text form only (no `.bin`): what a lookup falls back
-/// to when the binary files are missing or corrupt.
-fn text_only(dir: &Path) -> tempfile::TempDir {
-    let text = tempfile::tempdir().expect("tempdir");
-    for f in [
-        "modules.alias",
-        "modules.dep",
-        "modules.builtin",
-        "modules.builtin.modinfo",
-    ] {
-        std::fs::copy(dir.join(f), text.path().join(f)).expect("copy text index");
-    }
-    text
-}
-
 #[test]
 fn lookups_in_place_equal_the_text_fallbacks_on_debian_kernels() {
     let kernels = match test_support::kernels() {
@@ -100,7 +85,7 @@ fn lookups_in_place_equal_the_text_fallbacks_on_debian_kernels() {
     for test_support::Kernel { version, root } in kernels {
         let dir = root.join("lib/modules").join(&version);
         let in_place = ModuleIndex::open(&dir).expect("open");
-        let text_dir = text_only(&dir);
+        let text_dir = common::text_only(&dir);
         let text = ModuleIndex::open(text_dir.path()).expect("open text");
         let forms = |idx: &ModuleIndex| {
             let f = idx.forms();
@@ -170,16 +155,11 @@ fn equal_priorities_come_last_found_first_as_in_libkmod() {
     // One priority for every pattern (builtin aliases have priority 0): libkmod puts each new
     // value before the others of its priority, and finds `*` children, then `?`, then `[`,
     // then the exact key, each subtree children first, in byte order, then the node.
-    let f = Fixture::new(
-        &[FixtureModule {
-            path: "kernel/x.ko",
-            deps: &[],
-        }],
-        &[],
-        &[],
-        &[],
-        "",
-    );
+    let x_ko = [FixtureModule {
+        path: "kernel/x.ko",
+        deps: &[],
+    }];
+    let f = Fixture::new(&x_ko, &[], &[], &[], "");
     let entries = [
         ("ab", 0, "exact"),
         ("a*", 0, "star"),
@@ -208,16 +188,7 @@ fn equal_priorities_come_last_found_first_as_in_libkmod() {
         .filter(|e| e.1 == 0)
         .map(|(p, _, m)| (*p, *m))
         .collect();
-    let f = Fixture::new(
-        &[FixtureModule {
-            path: "kernel/x.ko",
-            deps: &[],
-        }],
-        &[],
-        &[],
-        &builtin,
-        "",
-    );
+    let f = Fixture::new(&x_ko, &[], &[], &builtin, "");
     let in_place = ModuleIndex::open(f.dir()).expect("open");
     assert_eq!(in_place.forms().builtin_alias, Form::Binary);
     let want = &got[..got.len() - 1];
