@@ -15,6 +15,22 @@ use common::{
 use listener::ResyncReason;
 use ractor::{call, call_t};
 
+/// A task on the runtime that counts a tick every 5 ms: while a blocking call holds a worker,
+/// the count goes on only if the runtime still runs other tasks.
+fn spawn_ticker() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = Arc::clone(&ticks);
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    (ticks, ticker)
+}
+
 /// Eight devices, three of which never answer, through a window of two: giving up on the
 /// silent ones must not drop the devices still waiting to be written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,16 +116,7 @@ async fn a_uevent_write_that_blocks_does_not_stall_the_runtime() {
     std::fs::remove_file(&fifo).expect("remove uevent");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
 
-    let ticks = Arc::new(AtomicU64::new(0));
-    let ticker = tokio::spawn({
-        let ticks = Arc::clone(&ticks);
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                ticks.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
+    let (ticks, ticker) = spawn_ticker();
     // Set once the test no longer needs the write to stay blocked.
     let answered = Arc::new(AtomicBool::new(false));
     // Off the runtime: count the ticks over a second while the write into the FIFO is pending,
@@ -191,16 +198,7 @@ async fn a_sysfs_walk_that_blocks_does_not_stall_the_runtime() {
         Ok(mount) => mount,
         Err(err) => return test_support::skip_or_fail(TEST, &format!("no bind mount: {err}")),
     };
-    let ticks = Arc::new(AtomicU64::new(0));
-    let ticker = tokio::spawn({
-        let ticks = Arc::clone(&ticks);
-        async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                ticks.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
+    let (ticks, ticker) = spawn_ticker();
     // Off the runtime: wait until the walk has the FIFO open to read (a writer's non-blocking
     // open succeeds only then), count the ticks over half a second while the walk waits in its
     // read, then close the writing end: the walk reads an empty file and goes on.
