@@ -19,7 +19,11 @@ scale_run() { # LUNS CYCLES CONFIG
     sr_luns=$1 sr_cycles=$2 sr_config=$3 sr_tgts=8
     mkdir -p /sbin
     for t in modprobe rmmod; do [ -e "/sbin/$t" ] || ln -s /bin/kmod "/sbin/$t"; done
-    RUST_LOG=info /bin/devmgr run --config "/etc/devmgr/$sr_config.toml" >/run/summary 2>/run/log &
+    (
+        # shellcheck disable=SC3045 # busybox sh has ulimit -s
+        [ "${DEVMGR_LOWMAPS:-0}" = 1 ] && ulimit -s unlimited
+        RUST_LOG=info exec /bin/devmgr run --config "/etc/devmgr/$sr_config.toml"
+    ) >/run/summary 2>/run/log &
     sr_pid=$!
     sr_i=0
     until grep -q '^devmgr: settled after' /run/summary; do
