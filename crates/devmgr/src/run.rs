@@ -292,6 +292,12 @@ mod tests {
         // A running test process has both; 0 would mean a file or a line not read.
         assert!(after("devmgr: peak RSS ") > 0, "{line}");
         assert!(after("(now: ") > 0, "{line}");
+        // The figure after "now:" is the page tables' (smaps_rollup), not a kernel counter.
+        let now = after("(now: ");
+        assert!(
+            line.contains(&format!("(now: {now} KiB mapped by its page tables;")),
+            "{line}"
+        );
     }
 
     #[test]
