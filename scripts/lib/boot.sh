@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Shared by scripts/guest and scripts/vm-test (sourced).
+# Shared by scripts/guest, scripts/vm-test and scripts/vm-scale (sourced).
 
-# early_panic LOG MARKER: the kernel panicked before userspace printed MARKER. Anywhere in a
+# early_panic LOG MARKER: the kernel panicked before userspace printed MARKER (vm-scale: before
+# the guest printed devmgr's summary). Anywhere in a
 # line: the console's reset codes (ESC c ...) precede the init's first line on the same line.
 # Under TCG the Debian kernels now and then oops while patching their own code in an initcall
 # (seen: int3 in cpu_latency_qos_init, 6.12), long before init runs; that boot says nothing
