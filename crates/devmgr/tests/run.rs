@@ -569,7 +569,7 @@ fn a_flood_of_forged_and_malformed_datagrams_during_coldplug_is_never_accepted()
     if count("overruns") == 0 {
         assert!(
             count("dropped") >= 4 * EACH as u64,
-            "every forgery read was dropped: {listener}"
+            "every forgery read was dropped: {listener}; flood: {report:?}; at settling: {summary:?}"
         );
     }
     let _ = writeln!(
